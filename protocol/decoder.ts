@@ -1,0 +1,160 @@
+/**
+ * Streaming frame decoder for either direction of a Sheepdog connection.
+ *
+ * - request stream: a body follows the header only when flags has
+ *   SD_FLAG_CMD_WRITE (sheep's `request.c` rule), and is data_length bytes;
+ * - response stream: data_length bytes always follow.
+ *
+ * Chunks of any size are accepted. A body that lies whole in one chunk is
+ * handed out as a view of that chunk (the decoder never writes into chunks,
+ * so views stay valid); a split body is copied once into an exactly sized
+ * buffer, or into a caller-supplied target. Nothing is concatenated per chunk.
+ * A data_length above `maxDataLength` is a ProtocolError before anything is
+ * allocated; after an error the decoder refuses further input.
+ */
+import { Flag, HEADER_SIZE } from './constants.js';
+import { ProtocolError } from './errors.js';
+import { u16, u32 } from './bytes.js';
+
+export type FrameDirection = 'request' | 'response';
+export type FrameHandler = (header: Uint8Array, body: Uint8Array) => void;
+
+export interface FrameDecoderOptions {
+  direction: FrameDirection;
+  /** Largest body accepted (default 64 MiB). */
+  maxDataLength?: number;
+  /**
+   * Called once per frame whose body is not empty, with its header: return a
+   * buffer of at least `length` bytes to receive the body (e.g. the caller's
+   * read buffer), or undefined to let the decoder choose. A returned buffer
+   * that is too small is a ProtocolError.
+   */
+  bodyTarget?: (header: Uint8Array, length: number) => Uint8Array | undefined;
+}
+
+export const DEFAULT_MAX_DATA_LENGTH = 64 * 1024 * 1024;
+const EMPTY = new Uint8Array(0);
+
+export class FrameDecoder {
+  readonly direction: FrameDirection;
+  readonly maxDataLength: number;
+  private readonly bodyTarget: FrameDecoderOptions['bodyTarget'];
+  private hdr: Uint8Array | undefined; // header being assembled across chunks
+  private hdrFill = 0;
+  private pendHeader: Uint8Array | undefined; // header of a body in progress
+  private pendBody: Uint8Array = EMPTY;
+  private pendLen = 0;
+  private pendFill = 0;
+  private failed: ProtocolError | undefined;
+
+  constructor(opts: FrameDecoderOptions) {
+    if (opts.direction !== 'request' && opts.direction !== 'response') {
+      throw new TypeError(`direction must be 'request' or 'response'`);
+    }
+    this.direction = opts.direction;
+    this.maxDataLength = opts.maxDataLength ?? DEFAULT_MAX_DATA_LENGTH;
+    this.bodyTarget = opts.bodyTarget;
+  }
+
+  /** Bytes held for an incomplete frame. */
+  get buffered(): number {
+    return this.hdrFill + (this.pendHeader ? HEADER_SIZE + this.pendFill : 0);
+  }
+
+  /** True when no partial frame is held (a clean place for the stream to end). */
+  get idle(): boolean {
+    return this.hdrFill === 0 && this.pendHeader === undefined;
+  }
+
+  /** Body length the frame with this header carries. Throws ProtocolError when over the bound. */
+  bodyLength(header: Uint8Array, off = 0): number {
+    const len = u32(header, off + 12);
+    if (this.direction === 'request' && (u16(header, off + 2) & Flag.CMD_WRITE) === 0) return 0;
+    if (len > this.maxDataLength) {
+      throw new ProtocolError(`data_length ${len} exceeds the limit of ${this.maxDataLength} bytes`);
+    }
+    return len;
+  }
+
+  /** Feed a chunk; `onFrame` is called for each complete frame, in order. */
+  push(chunk: Uint8Array, onFrame: FrameHandler): void {
+    if (this.failed) throw this.failed;
+    try {
+      this.consume(chunk, onFrame);
+    } catch (e) {
+      if (e instanceof ProtocolError) {
+        this.failed = e;
+        this.pendHeader = undefined;
+        this.pendBody = EMPTY;
+        this.hdr = undefined;
+        this.hdrFill = 0;
+      }
+      throw e;
+    }
+  }
+
+  /** Drop any partial frame and clear a failure. */
+  reset(): void {
+    this.failed = undefined;
+    this.hdr = undefined;
+    this.hdrFill = 0;
+    this.pendHeader = undefined;
+    this.pendBody = EMPTY;
+    this.pendLen = 0;
+    this.pendFill = 0;
+  }
+
+  private consume(chunk: Uint8Array, onFrame: FrameHandler): void {
+    let off = 0;
+    const end = chunk.length;
+    while (off < end) {
+      if (this.pendHeader !== undefined) {
+        const n = Math.min(this.pendLen - this.pendFill, end - off);
+        this.pendBody.set(chunk.subarray(off, off + n), this.pendFill);
+        this.pendFill += n;
+        off += n;
+        if (this.pendFill === this.pendLen) {
+          const h = this.pendHeader;
+          const b = this.pendBody.length === this.pendLen ? this.pendBody : this.pendBody.subarray(0, this.pendLen);
+          this.pendHeader = undefined;
+          this.pendBody = EMPTY;
+          onFrame(h, b);
+        }
+        continue;
+      }
+      let header: Uint8Array;
+      if (this.hdrFill === 0 && end - off >= HEADER_SIZE) {
+        header = chunk.subarray(off, off + HEADER_SIZE);
+        off += HEADER_SIZE;
+      } else {
+        if (this.hdr === undefined) this.hdr = new Uint8Array(HEADER_SIZE);
+        const n = Math.min(HEADER_SIZE - this.hdrFill, end - off);
+        this.hdr.set(chunk.subarray(off, off + n), this.hdrFill);
+        this.hdrFill += n;
+        off += n;
+        if (this.hdrFill < HEADER_SIZE) return;
+        header = this.hdr; // handed out: a fresh scratch is made next time
+        this.hdr = undefined;
+        this.hdrFill = 0;
+      }
+      const len = this.bodyLength(header);
+      if (len === 0) {
+        onFrame(header, EMPTY);
+        continue;
+      }
+      const target = this.bodyTarget?.(header, len);
+      if (target === undefined && end - off >= len) {
+        onFrame(header, chunk.subarray(off, off + len));
+        off += len;
+        continue;
+      }
+      if (target !== undefined && target.length < len) {
+        throw new ProtocolError(`frame body of ${len} bytes does not fit the ${target.length}-byte target buffer`);
+      }
+      this.pendHeader = header;
+      this.pendBody = target ?? Buffer.allocUnsafe(len);
+      this.pendLen = len;
+      this.pendFill = 0;
+    }
+  }
+}
