@@ -1,0 +1,78 @@
+/**
+ * Public types of the embedded sheep (`startMemorySheep`): options, the
+ * handle, and fault injection. Implemented in lib/sheep/.
+ */
+
+export interface MemorySheepOptions {
+  /** Number of sheep nodes (listeners), default 3. */
+  nodes?: number;
+  /** First port: node i listens on `port + i`. Default 0 = an ephemeral port per node. */
+  port?: number;
+  /** Host to listen on, default '127.0.0.1'. */
+  host?: string;
+  /** Redundancy the cluster is formatted with (default 3, like `dog cluster format`). */
+  copies?: number;
+  /** EC policy byte, `((d/2)<<4)|p`, 0 = replication (default). */
+  copyPolicy?: number;
+  /** Format with VDI locking on (`dog cluster format -l`). Default false. */
+  lock?: boolean;
+  /** Default object size shift, default 22. */
+  blockSizeShift?: number;
+  /** Start unformatted (answers WAIT_FOR_FORMAT until MAKE_FS). Default false. */
+  unformatted?: boolean;
+  /** Persist cluster state and objects in this directory; without it, memory only. */
+  dir?: string;
+  /** Largest request/reply body accepted, default 64 MiB. */
+  maxDataLength?: number;
+  /** Total bytes of object data kept before NO_SPACE, default 4 GiB. */
+  maxMemory?: number;
+  /** Bytes each node reports as its store size (STAT_SHEEP), default `maxMemory / nodes`. */
+  storeSize?: number;
+  /** Deliberately answer requests out of order (for client tests). Default false. */
+  reorder?: boolean;
+  /** "null" mode for benchmarks: answer at once, store nothing (reads return zeros). */
+  nullMode?: boolean;
+}
+
+/** Which requests a fault applies to. */
+export interface FaultMatch {
+  /** Only requests with this opcode (default: any). */
+  opcode?: number;
+  /** Let this many matching requests through first (default 0). */
+  after?: number;
+  /** Apply to this many matching requests, then expire (default: unlimited). */
+  times?: number;
+}
+
+export type Fault = FaultMatch &
+  (
+    | { kind: 'delay'; ms: number } // answer late
+    | { kind: 'stall' } // never answer
+    | { kind: 'drop' } // close the connection instead of answering
+    | { kind: 'dropMidFrame' } // send part of the reply, then close
+    | { kind: 'result'; result: number } // answer this result code instead
+    | { kind: 'unknownId' } // answer with an id nobody sent
+    | { kind: 'corruptHeader' } // answer with a garbage header
+  );
+
+export interface FaultHandle {
+  remove(): void;
+}
+
+export interface MemorySheep {
+  /** `host:port` of each node, index = node number. */
+  readonly addresses: readonly string[];
+  /** Stop node i's listener and close its connections (the cluster state stays). */
+  stopNode(i: number): Promise<void>;
+  /** Start node i again on the same port. */
+  startNode(i: number): Promise<void>;
+  /** Install a fault on node i. */
+  inject(i: number, fault: Fault): FaultHandle;
+  /** Remove every fault (of node i, or of all nodes). */
+  clearFaults(i?: number): void;
+  /** Turn deliberate reply reordering on or off. */
+  setReorder(on: boolean): void;
+  /** Counters for tests: objects stored, bytes, requests served, open connections. */
+  readonly stats: { objects: number; bytes: number; requests: number; connections: number };
+  close(): Promise<void>;
+}
