@@ -24,6 +24,7 @@ export function u64(b: Uint8Array, o: number): bigint {
 }
 /** A u64 as a number; throws ProtocolError when it is above 2^53 - 1. */
 export function u64n(b: Uint8Array, o: number): number {
+  need(b, o, 8, 'u64');
   const hi = u32(b, o + 4);
   if (hi > 0x1fffff) throw new ProtocolError(`64-bit field at ${o} exceeds Number.MAX_SAFE_INTEGER`);
   return hi * 0x100000000 + u32(b, o);
@@ -53,7 +54,8 @@ export function w64n(b: Uint8Array, o: number, v: number): void {
   w32(b, o + 4, Math.floor(v / 0x100000000));
 }
 
-const utf8 = new TextDecoder('utf-8');
+// ignoreBOM: a name that starts with U+FEFF keeps it (the default would strip it).
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 const enc = new TextEncoder();
 
 /** Read a NUL-terminated string from a fixed-size field. */
@@ -78,13 +80,21 @@ export function wcstr(b: Uint8Array, o: number, len: number, s: string | Uint8Ar
   b.fill(0, o + bytes.length, o + len);
 }
 
+/**
+ * A copy of `b[start, end)` as a plain Uint8Array. (`Buffer#slice` is a view,
+ * unlike `Uint8Array#slice`: decoded fields must not alias the input.)
+ */
+export function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array {
+  return new Uint8Array(b.subarray(start, end));
+}
+
 export function utf8Bytes(s: string): Uint8Array {
   return enc.encode(s);
 }
 
 /** Throw a ProtocolError unless `b` holds `need` bytes from `o`. */
 export function need(b: Uint8Array, o: number, n: number, what: string): void {
-  if (!Number.isInteger(o) || o < 0 || o + n > b.length) {
+  if (!Number.isInteger(o) || o < 0 || !Number.isInteger(n) || n < 0 || o + n > b.length) {
     throw new ProtocolError(`${what}: need ${n} bytes at offset ${o}, buffer has ${b.length}`);
   }
 }

@@ -14,7 +14,7 @@
  */
 import { Flag, HEADER_SIZE } from './constants.js';
 import { ProtocolError } from './errors.js';
-import { u16, u32 } from './bytes.js';
+import { need, u16, u32 } from './bytes.js';
 
 export type FrameDirection = 'request' | 'response';
 export type FrameHandler = (header: Uint8Array, body: Uint8Array) => void;
@@ -68,6 +68,7 @@ export class FrameDecoder {
 
   /** Body length the frame with this header carries. Throws ProtocolError when over the bound. */
   bodyLength(header: Uint8Array, off = 0): number {
+    need(header, off, HEADER_SIZE, 'frame header');
     const len = u32(header, off + 12);
     if (this.direction === 'request' && (u16(header, off + 2) & Flag.CMD_WRITE) === 0) return 0;
     if (len > this.maxDataLength) {
@@ -109,6 +110,20 @@ export class FrameDecoder {
     const end = chunk.length;
     while (off < end) {
       if (this.pendHeader !== undefined) {
+        if (this.pendBody === EMPTY) {
+          // No target and nothing received yet: a body that lies whole in
+          // this chunk is a view of it; otherwise allocate it now, once.
+          if (end - off >= this.pendLen) {
+            const h = this.pendHeader;
+            this.pendHeader = undefined;
+            const b = chunk.subarray(off, off + this.pendLen);
+            off += this.pendLen;
+            onFrame(h, b);
+            continue;
+          }
+          // allocUnsafeSlow: never a slice of Node's shared pool, so body.buffer is the body alone.
+          this.pendBody = Buffer.allocUnsafeSlow(this.pendLen);
+        }
         const n = Math.min(this.pendLen - this.pendFill, end - off);
         this.pendBody.set(chunk.subarray(off, off + n), this.pendFill);
         this.pendFill += n;
@@ -152,7 +167,7 @@ export class FrameDecoder {
         throw new ProtocolError(`frame body of ${len} bytes does not fit the ${target.length}-byte target buffer`);
       }
       this.pendHeader = header;
-      this.pendBody = target ?? Buffer.allocUnsafe(len);
+      this.pendBody = target ?? EMPTY; // allocated when the first body bytes arrive
       this.pendLen = len;
       this.pendFill = 0;
     }

@@ -9,7 +9,7 @@
  */
 import { HEADER_SIZE, Op, protoVerFor } from './constants.js';
 import { InvalidArgumentError } from './errors.js';
-import { need, u8, u16, u32, u64, w8, w16, w32, w64 } from './bytes.js';
+import { copyBytes, need, u8, u16, u32, u64, w8, w16, w32, w64 } from './bytes.js';
 
 export interface HeaderCommon {
   protoVer: number;
@@ -396,7 +396,7 @@ export function decodeRequest(b: Uint8Array, off = 0, kind?: RequestKind): Reque
     case 'inode_coherence':
       return { ...c, kind: 'inode_coherence', vid: u32(b, o + 16), validate: u32(b, o + 20) };
     case 'raw':
-      return { ...c, kind: 'raw', raw: b.slice(o + 16, o + HEADER_SIZE) };
+      return { ...c, kind: 'raw', raw: copyBytes(b, o + 16, o + HEADER_SIZE) };
   }
 }
 
@@ -473,7 +473,7 @@ export function decodeResponse(b: Uint8Array, off = 0, kind?: ResponseKind): Res
     case 'node':
       return { ...c, kind: 'node', nrNodes: u32(b, o + 20), storeSize: u64(b, o + 32), storeFree: u64(b, o + 40) };
     case 'hash':
-      return { ...c, kind: 'hash', digest: b.slice(o + 24, o + 44) };
+      return { ...c, kind: 'hash', digest: copyBytes(b, o + 24, o + 44) };
     case 'cluster_default':
       return {
         ...c,
@@ -483,7 +483,7 @@ export function decodeResponse(b: Uint8Array, off = 0, kind?: ResponseKind): Res
         blockSizeShift: u8(b, o + 22),
       };
     case 'raw':
-      return { ...c, kind: 'raw', raw: b.slice(o + 20, o + HEADER_SIZE) };
+      return { ...c, kind: 'raw', raw: copyBytes(b, o + 20, o + HEADER_SIZE) };
   }
 }
 

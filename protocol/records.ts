@@ -22,7 +22,7 @@ import {
   VDI_STATE_SIZE,
 } from './constants.js';
 import { InvalidArgumentError, ProtocolError } from './errors.js';
-import { cstr, i16, need, u8, u16, u32, u64, w8, w16, w32, w64, wcstr } from './bytes.js';
+import { copyBytes, cstr, i16, need, u8, u16, u32, u64, utf8Bytes, w8, w16, w32, w64, wcstr } from './bytes.js';
 
 // ---------------------------------------------------------------- inode
 
@@ -115,6 +115,7 @@ export function dataVdiIdOffset(i: number): number {
 
 /** Read `count` index slots (u32 each) starting at byte `off` of `b`. */
 export function decodeIndexSlots(b: Uint8Array, off: number, count: number): Uint32Array {
+  if (!Number.isInteger(count) || count < 0) throw new ProtocolError(`inode index: bad slot count ${count}`);
   need(b, off, count * 4, 'inode index');
   const out = new Uint32Array(count);
   for (let i = 0; i < count; i++) out[i] = u32(b, off + 4 * i);
@@ -163,27 +164,29 @@ export function encodeBtreeHeader(h: BtreeIndexHeader, out: Uint8Array, off = 0)
   w16(out, off + 2, h.depth);
   w32(out, off + 4, h.entries);
 }
+/** Offset of entry `i` of `size` bytes in a node whose header is at `off`; checks both. */
+function btreeEntry(b: Uint8Array, off: number, i: number, size: number, what: string): number {
+  if (!Number.isInteger(i) || i < 0) throw new ProtocolError(`${what}: bad entry number ${i}`);
+  need(b, off, BTREE_INDEX_HEADER_SIZE + (i + 1) * size, what);
+  return off + BTREE_INDEX_HEADER_SIZE + i * size;
+}
 /** Leaf entry `i` (struct sd_index) of a node whose header is at `off`. */
 export function decodeBtreeIndex(b: Uint8Array, off: number, i: number): { idx: number; vdiId: number } {
-  const o = off + BTREE_INDEX_HEADER_SIZE + i * BTREE_INDEX_SIZE;
-  need(b, o, BTREE_INDEX_SIZE, 'B-tree index');
+  const o = btreeEntry(b, off, i, BTREE_INDEX_SIZE, 'B-tree index');
   return { idx: u32(b, o), vdiId: u32(b, o + 4) };
 }
 export function encodeBtreeIndex(e: { idx: number; vdiId: number }, out: Uint8Array, off: number, i: number): void {
-  const o = off + BTREE_INDEX_HEADER_SIZE + i * BTREE_INDEX_SIZE;
-  need(out, o, BTREE_INDEX_SIZE, 'B-tree index');
+  const o = btreeEntry(out, off, i, BTREE_INDEX_SIZE, 'B-tree index');
   w32(out, o, e.idx);
   w32(out, o + 4, e.vdiId);
 }
 /** Indirect entry `i` (struct sd_indirect_idx) of a depth-2 node whose header is at `off`. */
 export function decodeBtreeIndirect(b: Uint8Array, off: number, i: number): { idx: number; oid: bigint } {
-  const o = off + BTREE_INDEX_HEADER_SIZE + i * BTREE_INDIRECT_IDX_SIZE;
-  need(b, o, BTREE_INDIRECT_IDX_SIZE, 'B-tree indirect index');
+  const o = btreeEntry(b, off, i, BTREE_INDIRECT_IDX_SIZE, 'B-tree indirect index');
   return { idx: u32(b, o), oid: u64(b, o + 8) };
 }
 export function encodeBtreeIndirect(e: { idx: number; oid: bigint }, out: Uint8Array, off: number, i: number): void {
-  const o = off + BTREE_INDEX_HEADER_SIZE + i * BTREE_INDIRECT_IDX_SIZE;
-  need(out, o, BTREE_INDIRECT_IDX_SIZE, 'B-tree indirect index');
+  const o = btreeEntry(out, off, i, BTREE_INDIRECT_IDX_SIZE, 'B-tree indirect index');
   w32(out, o, e.idx);
   w32(out, o + 4, 0);
   w64(out, o + 8, e.oid);
@@ -343,6 +346,7 @@ export function encodeSdNode(n: SdNode, out: Uint8Array, off = 0): void {
 
 /** Decode `count` consecutive sd_node records. */
 export function decodeNodeList(b: Uint8Array, count: number, off = 0): SdNode[] {
+  if (!Number.isInteger(count) || count < 0) throw new ProtocolError(`bad node count ${count}`);
   if (count > SD_MAX_NODES) throw new ProtocolError(`node count ${count} exceeds SD_MAX_NODES`);
   need(b, off, count * SD_NODE_SIZE, 'node list');
   const out: SdNode[] = [];
@@ -400,7 +404,13 @@ export function encodeEpochLog(e: EpochLog, out: Uint8Array, off = 0, stride = e
   w8(out, off + 25, e.nrCopies);
   w8(out, off + 26, e.copyPolicy);
   w16(out, off + 30, e.flags);
-  wcstr(out, off + 32, STORE_LEN + 1, e.drvName.slice(0, STORE_LEN), 'driver name');
+  // drv_name[16] ends where the nodes start: a 16-byte name has no NUL, and
+  // nothing may be written past off + 48 (wcstr's NUL would be).
+  const drv = utf8Bytes(e.drvName.slice(0, STORE_LEN));
+  if (drv.length > STORE_LEN || drv.includes(0)) {
+    throw new InvalidArgumentError(`driver name must be at most ${STORE_LEN} bytes without NUL`);
+  }
+  out.set(drv, off + 32);
   const room = Math.floor((stride - EPOCH_LOG_HEADER_SIZE) / SD_NODE_SIZE);
   e.nodes.slice(0, room).forEach((n, i) => encodeSdNode(n, out, off + EPOCH_LOG_HEADER_SIZE + i * SD_NODE_SIZE));
 }
@@ -568,7 +578,7 @@ export function decodeVdiAttr(b: Uint8Array, off = 0): VdiAttr {
     ctime: u64(b, off + 512),
     snapId: u32(b, off + 520),
     key: cstr(b, off + 528, SD_MAX_VDI_ATTR_KEY_LEN),
-    value: b.slice(off + 784, off + 784 + avail),
+    value: copyBytes(b, off + 784, off + 784 + avail),
   };
 }
 

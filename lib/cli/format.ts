@@ -1,0 +1,53 @@
+/** Text output of the CLI: sizes, dates, aligned tables, JSON. */
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] as const;
+
+/** 4294967296 → "4.0 GiB"; 512 → "512 B". */
+export function formatSize(n: number): string {
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < UNITS.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${UNITS[u]}`;
+}
+
+/** Local time as dog prints it: "2024-05-01 13:45". */
+export function formatDate(d: Date | null): string {
+  if (d === null) return '-';
+  const p = (x: number): string => String(x).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+}
+
+export type Align = 'left' | 'right';
+
+/** Columns padded to their widest cell; header row first. */
+export function table(header: string[], rows: string[][], align: Align[] = []): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => {
+        const w = widths[i] ?? 0;
+        return align[i] === 'right' ? c.padStart(w) : c.padEnd(w);
+      })
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** JSON for `--json`: two-space indent, Dates as ISO strings, bigints as numbers. */
+export function toJson(v: unknown): string {
+  return `${JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? Number(x) : x), 2)}\n`;
+}
+
+/** `key: value` lines with the keys aligned. */
+export function keyValues(pairs: [string, string][]): string {
+  const w = Math.max(...pairs.map(([k]) => k.length));
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${v}`).join('\n') + '\n';
+}

@@ -1,0 +1,79 @@
+/**
+ * Request deadlines without a timer per request (undici's "fast timers"
+ * idea): timeouts of a second or more are kept in one list that a single
+ * 250 ms interval sweeps, so they fire at most 250 ms late; shorter ones use
+ * a native timer. Entries are cancelled by clearing their `deadline`, and
+ * dropped at the next sweep. Nothing here allocates a closure per request.
+ */
+
+/** Something with a deadline. `deadline` is `performance.now()`-based; 0 = none / cancelled. */
+export interface Deadlined {
+  deadline: number;
+  /** Native timer of a short timeout, if any. */
+  timer: NodeJS.Timeout | undefined;
+  onDeadline(): void;
+}
+
+const SWEEP_MS = 250;
+/** Below this, a native timer is more precise than the sweep. */
+const NATIVE_BELOW_MS = 1000;
+
+const list: Deadlined[] = [];
+let sweeper: NodeJS.Timeout | undefined;
+
+function fireNative(d: Deadlined): void {
+  d.timer = undefined;
+  if (d.deadline === 0) return;
+  d.deadline = 0;
+  d.onDeadline();
+}
+
+function sweep(): void {
+  const now = performance.now();
+  const n = list.length;
+  let w = 0;
+  for (let r = 0; r < n; r++) {
+    const d = list[r] as Deadlined;
+    if (d.deadline === 0 || d.timer !== undefined) continue;
+    if (d.deadline <= now) {
+      d.deadline = 0;
+      d.onDeadline();
+      continue;
+    }
+    list[w++] = d;
+  }
+  // Entries added while firing sit after `n`: keep them.
+  for (let r = n; r < list.length; r++) list[w++] = list[r] as Deadlined;
+  list.length = w;
+  if (w === 0 && sweeper !== undefined) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
+
+/** Arm `d` to fire `ms` from now (ms > 0). */
+export function armDeadline(d: Deadlined, ms: number): void {
+  d.deadline = performance.now() + ms;
+  if (ms < NATIVE_BELOW_MS) {
+    d.timer = setTimeout(fireNative, ms, d);
+    return;
+  }
+  list.push(d);
+  if (sweeper === undefined) sweeper = setInterval(sweep, SWEEP_MS);
+}
+
+/** Cancel `d`'s deadline (idempotent). */
+export function disarmDeadline(d: Deadlined): void {
+  d.deadline = 0;
+  if (d.timer !== undefined) {
+    clearTimeout(d.timer);
+    d.timer = undefined;
+  }
+}
+
+/** Deadlines waiting in the sweep list (tests, stats). */
+export function pendingDeadlines(): number {
+  let n = 0;
+  for (const d of list) if (d.deadline !== 0) n++;
+  return n;
+}

@@ -1,0 +1,121 @@
+/**
+ * Run the built `sheepdog` CLI (dist/lib/cli/main.js) as a real process.
+ * `ensureBuilt()` compiles with tsconfig.build.json first when dist is missing
+ * or older than any source (a fresh clone running `npm test` without a build);
+ * a lock directory keeps parallel test files from compiling at once.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(ROOT, 'dist', 'lib', 'cli', 'main.js');
+export const DEMO = join(ROOT, 'dist', 'lib', 'demo.js');
+
+function sources(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...sources(p));
+    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) out.push(p);
+  }
+  return out;
+}
+
+function mtime(p: string): number {
+  try {
+    return statSync(p).mtimeMs;
+  } catch {
+    return -1;
+  }
+}
+
+/** Sources whose compiled file is missing or older. */
+export function staleSources(): string[] {
+  const stale: string[] = [];
+  for (const d of ['lib', 'protocol']) {
+    for (const src of sources(join(ROOT, d))) {
+      const out = join(ROOT, 'dist', relative(ROOT, src).replace(/\.ts$/, '.js'));
+      if (mtime(out) < mtime(src)) stale.push(src);
+    }
+  }
+  return stale;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Build dist unless it is up to date. Safe to call from several test processes at once. */
+export async function ensureBuilt(): Promise<void> {
+  if (staleSources().length === 0) return;
+  const lock = join(ROOT, '.tap', 'build.lock');
+  mkdirSync(join(ROOT, '.tap'), { recursive: true });
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      // Another test file is building; a lock older than 3 minutes is stale.
+      if (Date.now() - mtime(lock) > 180_000) rmSync(lock, { recursive: true, force: true });
+      await sleep(200);
+    }
+  }
+  try {
+    if (staleSources().length === 0) return;
+    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    try {
+      await promisify(execFile)(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT });
+    } catch (e) {
+      // Type errors elsewhere still emit JavaScript; only a missing output is fatal.
+      const missing = staleSources();
+      if (missing.length) throw new Error(`build failed for ${missing.length} sources: ${(e as Error).message}`);
+    }
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+export interface RunOptions {
+  /** Bytes for stdin (stdin is closed after them; empty when absent). */
+  input?: Uint8Array | string;
+  env?: Record<string, string | undefined>;
+  /** Kill after this many ms (default 60 s: a hang fails the test rather than the suite). */
+  timeout?: number;
+}
+
+/** Run `node <script> ...args`, collect its output. */
+export function runNode(script: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const env: Record<string, string | undefined> = { ...process.env, ...opts.env };
+    delete env['SHEEPDOG_NODES'];
+    if (opts.env?.['SHEEPDOG_NODES'] !== undefined) env['SHEEPDOG_NODES'] = opts.env['SHEEPDOG_NODES'];
+    const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeout ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(out), stderr: err });
+    });
+    child.stdin.on('error', () => {}); // the CLI may exit before reading all of it
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Run the CLI against `nodes` (passed with -a unless `args` has its own). */
+export function sheepdog(nodes: readonly string[] | undefined, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return runNode(CLI, nodes ? ['-a', nodes.join(','), ...args] : args, opts);
+}

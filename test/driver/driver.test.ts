@@ -1,0 +1,479 @@
+// SheepdogDriver (the Nova/Cinder-style facade) against the embedded sheep.
+import { createServer } from 'node:net';
+import { Readable, Writable } from 'node:stream';
+import t, { type Test } from 'tap';
+import { Op, Result } from '../../protocol/constants.js';
+import { SheepdogClient } from '../../lib/client.js';
+import {
+  ClusterNotReadyError,
+  DRIVER_VERSION,
+  ImageTooLargeError,
+  SheepdogDriver,
+  type SnapshotSpec,
+} from '../../lib/driver.js';
+import {
+  InvalidArgumentError,
+  NoSpaceError,
+  NoTagError,
+  NoVdiError,
+  SheepdogError,
+  VdiExistsError,
+} from '../../lib/errors.js';
+import { SheepdogPool } from '../../lib/pool.js';
+import { startMemorySheep } from '../../lib/sheep/index.js';
+import type { Transport } from '../../lib/transport.js';
+import { GiB, MiB, pattern, withCluster } from '../helpers/cluster.js';
+
+interface Harness {
+  driver: SheepdogDriver;
+  client: SheepdogClient;
+  sheep: Awaited<ReturnType<typeof withCluster>>['sheep'];
+  warnings: string[];
+}
+
+async function setup(t: Test): Promise<Harness> {
+  const { sheep, client } = await withCluster(t);
+  const warnings: string[] = [];
+  const driver = new SheepdogDriver({ client, logger: { warn: (m) => warnings.push(m) } });
+  t.teardown(() => driver.close());
+  return { driver, client, sheep, warnings };
+}
+
+async function readAll(client: SheepdogClient, name: string, offset = 0, length?: number): Promise<Buffer> {
+  const v = await client.openVdi(name);
+  try {
+    return await v.read(offset, length ?? v.size - offset);
+  } finally {
+    await v.close();
+  }
+}
+
+async function writeAt(client: SheepdogClient, name: string, data: Uint8Array, offset: number): Promise<void> {
+  const v = await client.openVdi(name);
+  try {
+    await v.write(data, offset);
+  } finally {
+    await v.close();
+  }
+}
+
+async function names(client: SheepdogClient): Promise<string[]> {
+  return (await client.listVdis()).map((v) => (v.snapshot ? `${v.name}@${v.tag}` : v.name)).sort();
+}
+
+/** A port nothing listens on. */
+async function deadPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+t.test('checkForSetupError', async (t) => {
+  t.test('a running cluster passes and reports itself', async (t) => {
+    const { driver } = await setup(t);
+    const info = await driver.checkForSetupError();
+    t.equal(info.status, 'running');
+    t.equal(info.nodes.length, 3);
+    t.equal(info.copies, 2);
+  });
+
+  t.test('an unformatted cluster is a ClusterNotReadyError (unformatted)', async (t) => {
+    const sheep = await startMemorySheep({ nodes: 1, unformatted: true });
+    const driver = new SheepdogDriver({ nodes: [...sheep.addresses] });
+    t.teardown(async () => {
+      await driver.close();
+      await sheep.close();
+    });
+    const e = await driver.checkForSetupError().catch((x: unknown) => x);
+    t.ok(e instanceof ClusterNotReadyError, 'typed');
+    t.equal((e as ClusterNotReadyError).reason, 'unformatted');
+    t.equal((e as ClusterNotReadyError).code, 'SHEEPDOG_ERR_CLUSTER_NOT_READY');
+    t.ok(e instanceof SheepdogError, 'a SheepdogError');
+  });
+
+  t.test('an unreachable cluster is a ClusterNotReadyError (unreachable) naming the nodes', async (t) => {
+    const port = await deadPort();
+    const driver = new SheepdogDriver({ nodes: [`127.0.0.1:${port}`], reconnectStrategy: false, connectTimeout: 2000 });
+    t.teardown(() => driver.close());
+    const e = await driver.checkForSetupError().catch((x: unknown) => x);
+    t.ok(e instanceof ClusterNotReadyError);
+    t.equal((e as ClusterNotReadyError).reason, 'unreachable');
+    t.match((e as Error).message, `127.0.0.1:${port}`);
+    t.ok((e as Error).cause, 'the connection error is the cause');
+  });
+});
+
+t.test('createVolume: GiB, bytes, options, validation, exists', async (t) => {
+  const { driver, client, sheep } = await setup(t);
+  const v = await driver.createVolume({ name: 'volume-1', size: 1 });
+  t.equal(v.size, GiB, 'size is in GiB, as Cinder gives it');
+  t.equal(v.used, 0, 'thin');
+  t.equal((await driver.createVolume({ name: 'volume-2', sizeBytes: 12 * MiB })).size, 12 * MiB, 'sizeBytes');
+  t.equal((await driver.createVolume({ name: 'volume-3', size: 0.5, sizeBytes: GiB / 2 })).size, GiB / 2, 'both, agreeing');
+  const thick = await driver.createVolume({ name: 'thick', sizeBytes: 8 * MiB, preallocate: true, copies: 3, blockSizeShift: 20 });
+  t.equal(thick.used, 8 * MiB, 'preallocated');
+  t.equal(thick.copies, 3);
+  t.equal(thick.blockSizeShift, 20);
+  await t.rejects(driver.createVolume({ name: 'volume-1', size: 1 }), VdiExistsError, 'name taken');
+
+  const before = sheep.stats.requests;
+  await t.rejects(driver.createVolume({ name: 'x', size: 1, sizeBytes: 5 }), InvalidArgumentError, 'disagreeing sizes');
+  await t.rejects(driver.createVolume({ name: 'x' }), InvalidArgumentError, 'no size');
+  await t.rejects(driver.createVolume({ name: 'x', size: 0 }), InvalidArgumentError, 'size 0');
+  await t.rejects(driver.createVolume({ name: 'x', size: -1 }), InvalidArgumentError, 'negative size');
+  await t.rejects(driver.createVolume({ name: 'x', size: Number.NaN }), InvalidArgumentError, 'NaN size');
+  await t.rejects(driver.createVolume({ name: 'x', size: 1e-12 }), InvalidArgumentError, 'not whole bytes');
+  await t.rejects(driver.createVolume({ name: '', size: 1 }), InvalidArgumentError, 'empty name');
+  await t.rejects(driver.createVolume({ name: 'n'.repeat(256), size: 1 }), InvalidArgumentError, 'long name');
+  await t.rejects(driver.createVolume(null as never), InvalidArgumentError, 'not an object');
+  await t.rejects(driver.createVolume({ name: 42 } as never), InvalidArgumentError, 'name not a string');
+  t.equal(sheep.stats.requests, before, 'invalid input never reaches the cluster');
+
+  const withDefaults = new SheepdogDriver({ client, copies: 1, blockSizeShift: 21 });
+  const d = await withDefaults.createVolume({ name: 'defaults', size: 1 });
+  t.equal(d.copies, 1, 'driver default copies');
+  t.equal(d.blockSizeShift, 21, 'driver default block size shift');
+  await withDefaults.close();
+  t.ok((await client.listVdis()).length > 0, 'closing a driver leaves a client it was given open');
+});
+
+t.test('deleteVolume is idempotent and reports a missing volume', async (t) => {
+  const { driver, client, warnings } = await setup(t);
+  await driver.createVolume({ name: 'v', size: 1 });
+  await writeAt(client, 'v', pattern(MiB, 1), 0);
+  t.same(await driver.deleteVolume({ name: 'v' }), { deleted: true });
+  await t.rejects(client.getVdi('v'), NoVdiError);
+  t.same(await driver.deleteVolume({ name: 'v' }), { deleted: false }, 'missing: resolves');
+  t.same(await driver.deleteVolume({ name: 'never-was' }), { deleted: false });
+  t.equal(warnings.length, 2, 'each reported as a warning');
+  t.match(warnings[0], /v: volume not found/);
+  await t.rejects(driver.deleteVolume({ name: '' }), InvalidArgumentError);
+});
+
+t.test('exports, discovery and connections', async (t) => {
+  const { driver, sheep } = await setup(t);
+  await driver.createVolume({ name: 'vol', size: 1 });
+  const vol = { name: 'vol' };
+  await driver.ensureExport({}, vol);
+  await driver.createExport({}, vol, { host: 'h' });
+  await t.rejects(driver.ensureExport({}, { name: 'nope' }), NoVdiError, 'ensureExport: missing volume');
+  await t.rejects(driver.createExport({}, { name: 'nope' }), NoVdiError);
+
+  const before = sheep.stats.requests;
+  await driver.removeExport({}, vol);
+  await driver.undiscoverVolume(vol);
+  await driver.terminateConnection(vol, {});
+  t.equal(sheep.stats.requests, before, 'no-ops send nothing');
+  await t.rejects(driver.removeExport({}, { name: '' }), InvalidArgumentError, 'but validate');
+  await t.rejects(driver.undiscoverVolume({} as never), InvalidArgumentError);
+  await t.rejects(driver.terminateConnection({ name: 'a\0b' }, {}), InvalidArgumentError);
+
+  const hosts = sheep.addresses.map((a) => a.slice(0, a.lastIndexOf(':')));
+  const ports = sheep.addresses.map((a) => a.slice(a.lastIndexOf(':') + 1));
+  const loc = await driver.discoverVolume(vol);
+  t.equal(loc.path, 'sheepdog:vol', 'the locator QEMU-era clients used');
+  t.equal(loc.uri, `sheepdog://${sheep.addresses[0]}/vol`);
+  t.same(loc.hosts, hosts);
+  t.same(loc.ports, ports);
+  await t.rejects(driver.discoverVolume({ name: 'nope' }), NoVdiError);
+
+  const ci = await driver.initializeConnection(vol, { host: 'compute-1', initiator: 'x' });
+  t.same(ci, { driverVolumeType: 'sheepdog', data: { name: 'vol', hosts, ports } });
+  await t.rejects(driver.initializeConnection({ name: 'nope' }, {}), NoVdiError);
+});
+
+t.test('snapshots: create, delete (idempotent), errors', async (t) => {
+  const { driver, client, warnings } = await setup(t);
+  await driver.createVolume({ name: 'vol', size: 1 });
+  const snap: SnapshotSpec = { volumeName: 'vol', name: 'snap-1' };
+  const r = await driver.createSnapshot(snap);
+  t.equal(r.tag, 'snap-1');
+  t.same(await names(client), ['vol', 'vol@snap-1']);
+  await t.rejects(driver.createSnapshot(snap), VdiExistsError, 'tag taken');
+  await t.rejects(driver.createSnapshot({ volumeName: 'nope', name: 's' }), NoVdiError, 'missing volume');
+  await t.rejects(driver.createSnapshot({ volumeName: 'vol', name: '' }), InvalidArgumentError);
+  await t.rejects(driver.createSnapshot({ volumeName: 'vol' } as never), InvalidArgumentError);
+  t.same(await driver.deleteSnapshot(snap), { deleted: true });
+  t.same(await names(client), ['vol']);
+  t.same(await driver.deleteSnapshot(snap), { deleted: false }, 'missing snapshot: resolves');
+  t.same(await driver.deleteSnapshot({ volumeName: 'nope', name: 'x' }), { deleted: false }, 'missing volume: resolves');
+  t.equal(warnings.length, 2);
+});
+
+t.test('createVolumeFromSnapshot: copy-on-write clone, grown to the requested size', async (t) => {
+  const { driver, client } = await setup(t);
+  await driver.createVolume({ name: 'src', sizeBytes: 64 * MiB });
+  const data = pattern(6 * MiB, 7);
+  await writeAt(client, 'src', data, MiB);
+  const snap = { volumeName: 'src', name: 'base' };
+  await driver.createSnapshot(snap);
+  await writeAt(client, 'src', Buffer.alloc(MiB, 9), MiB); // after the snapshot
+
+  const same = await driver.createVolumeFromSnapshot({ name: 'c1' }, snap);
+  t.equal(same.size, 64 * MiB, 'no size: the snapshot\u2019s');
+  t.equal(same.used, 0, 'shares everything');
+  t.ok((await readAll(client, 'c1', MiB, data.length)).equals(data), 'clone has the snapshot\u2019s data');
+
+  const big = await driver.createVolumeFromSnapshot({ name: 'c2', size: 1 }, snap);
+  t.equal(big.size, GiB, 'grown to the volume size');
+  t.ok((await readAll(client, 'c2', MiB, data.length)).equals(data));
+  t.ok((await readAll(client, 'c2', GiB - MiB, MiB)).equals(Buffer.alloc(MiB)), 'the new tail reads zeros');
+
+  await t.rejects(driver.createVolumeFromSnapshot({ name: 'c3', sizeBytes: MiB }, snap), InvalidArgumentError, 'smaller');
+  await t.rejects(driver.createVolumeFromSnapshot({ name: 'c3' }, { volumeName: 'src', name: 'nope' }), NoTagError);
+  await t.rejects(driver.createVolumeFromSnapshot({ name: 'c3' }, { volumeName: 'nope', name: 'base' }), NoVdiError);
+  await t.rejects(driver.createVolumeFromSnapshot({ name: 'c1' }, snap), VdiExistsError, 'target exists');
+  t.notOk((await names(client)).includes('c3'), 'nothing created by the failures');
+});
+
+t.test('createClonedVolume: temporary snapshot, deleted afterwards; the clone keeps its data', async (t) => {
+  const { driver, client } = await setup(t);
+  await driver.createVolume({ name: 'src', sizeBytes: 32 * MiB });
+  const data = pattern(10 * MiB, 3);
+  await writeAt(client, 'src', data, 0);
+  const c = await driver.createClonedVolume({ name: 'dst', sizeBytes: 48 * MiB }, { name: 'src' });
+  t.equal(c.size, 48 * MiB);
+  t.same(await names(client), ['dst', 'src'], 'the temporary snapshot is gone');
+  t.ok((await readAll(client, 'dst', 0, data.length)).equals(data), 'the clone reads the source\u2019s data after the temp snapshot was deleted');
+  await writeAt(client, 'src', Buffer.alloc(MiB, 1), 0);
+  t.ok((await readAll(client, 'dst', 0, MiB)).equals(data.subarray(0, MiB)), 'independent of later writes to the source');
+  await writeAt(client, 'dst', Buffer.alloc(MiB, 2), 0);
+  t.ok((await readAll(client, 'src', 0, MiB)).equals(Buffer.alloc(MiB, 1)), 'and the source of writes to the clone');
+
+  await t.rejects(driver.createClonedVolume({ name: 'x' }, { name: 'nope' }), NoVdiError, 'missing source');
+  await t.rejects(driver.createClonedVolume({ name: 'src' }, { name: 'src' }), InvalidArgumentError, 'onto itself');
+  await t.rejects(driver.createClonedVolume({ name: 'x', sizeBytes: MiB }, { name: 'src' }), InvalidArgumentError, 'smaller');
+  t.same(await names(client), ['dst', 'src']);
+});
+
+t.test('createClonedVolume cleans up its temporary snapshot when the clone fails', async (t) => {
+  t.test('target exists (NEW_VDI answers VDI_EXIST)', async (t) => {
+    const { driver, client } = await setup(t);
+    await driver.createVolume({ name: 'src', sizeBytes: 8 * MiB });
+    await driver.createVolume({ name: 'taken', sizeBytes: 8 * MiB });
+    await t.rejects(driver.createClonedVolume({ name: 'taken' }, { name: 'src' }), VdiExistsError);
+    t.same(await names(client), ['src', 'taken'], 'no temporary snapshot left');
+  });
+
+  t.test('NEW_VDI of the clone fails (fault injected on the sheep)', async (t) => {
+    const { sheep } = await withCluster(t);
+    const pool = new SheepdogPool({ nodes: [...sheep.addresses] });
+    let armed = true;
+    // Arm the fault on every node just as the clone's NEW_VDI (base set, snapid 0) goes out.
+    const transport: Transport = {
+      get nodes() {
+        return pool.nodes;
+      },
+      request(req, body, opts) {
+        if (armed && req.kind === 'vdi' && req.opcode === Op.NEW_VDI && req.baseVdiId !== 0 && req.snapid === 0) {
+          armed = false;
+          const faults = sheep.addresses.map((_, i) =>
+            sheep.inject(i, { kind: 'result', opcode: Op.NEW_VDI, result: Result.NO_SPACE, times: 1 }),
+          );
+          return pool.request(req, body, opts).finally(() => {
+            for (const f of faults) f.remove();
+          });
+        }
+        return pool.request(req, body, opts);
+      },
+      close: () => pool.close(),
+      destroy: (e) => pool.destroy(e),
+    };
+    const client = new SheepdogClient({ transport });
+    const driver = new SheepdogDriver({ client });
+    t.teardown(() => pool.close());
+    await driver.createVolume({ name: 'src', sizeBytes: 8 * MiB });
+    await writeAt(client, 'src', pattern(MiB, 5), 0);
+    await t.rejects(driver.createClonedVolume({ name: 'dst' }, { name: 'src' }), NoSpaceError);
+    t.notOk(armed, 'the fault was armed');
+    t.same(await names(client), ['src'], 'no temporary snapshot, no clone');
+    t.ok((await readAll(client, 'src', 0, MiB)).equals(pattern(MiB, 5)), 'the source is intact');
+    // And it works once the fault is gone.
+    await driver.createClonedVolume({ name: 'dst' }, { name: 'src' });
+    t.same(await names(client), ['dst', 'src']);
+  });
+
+  t.test('a leftover temporary snapshot of a crashed attempt does not block a new one', async (t) => {
+    const { driver, client } = await setup(t);
+    await driver.createVolume({ name: 'src', sizeBytes: 8 * MiB });
+    await client.snapshotVdi('src', 'tmp-snap-src-dst');
+    await driver.createClonedVolume({ name: 'dst' }, { name: 'src' });
+    t.same(await names(client), ['dst', 'src']);
+  });
+});
+
+t.test('revertToSnapshot rolls back, keeps a grown size, refuses foreign snapshots', async (t) => {
+  const { driver, client } = await setup(t);
+  await driver.createVolume({ name: 'vol', sizeBytes: 16 * MiB });
+  const before = pattern(4 * MiB, 11);
+  await writeAt(client, 'vol', before, 0);
+  const snap = { volumeName: 'vol', name: 'good' };
+  await driver.createSnapshot(snap);
+  await writeAt(client, 'vol', pattern(4 * MiB, 12), 0);
+  await driver.extendVolume({ name: 'vol' }, 1);
+
+  const r = await driver.revertToSnapshot({}, { name: 'vol', size: 1 }, snap);
+  t.equal(r.size, GiB, 'keeps the size it grew to');
+  t.ok((await readAll(client, 'vol', 0, before.length)).equals(before), 'data as at the snapshot');
+  t.same(await names(client), ['vol', 'vol@good'], 'the snapshot stays');
+
+  await t.rejects(driver.revertToSnapshot({}, { name: 'other' }, snap), InvalidArgumentError, 'snapshot of another volume');
+  await t.rejects(driver.revertToSnapshot({}, { name: 'vol' }, { volumeName: 'vol', name: 'nope' }), NoTagError);
+  t.same(await names(client), ['vol', 'vol@good'], 'a failed revert leaves the volume alone');
+  await t.rejects(driver.revertToSnapshot({}, { name: 'nope' }, { volumeName: 'nope', name: 'good' }), NoVdiError);
+});
+
+t.test('extendVolume', async (t) => {
+  const { driver } = await setup(t);
+  await driver.createVolume({ name: 'vol', size: 1 });
+  t.equal((await driver.extendVolume({ name: 'vol' }, 3)).size, 3 * GiB);
+  await t.rejects(driver.extendVolume({ name: 'vol' }, 2), InvalidArgumentError, 'shrinking refused');
+  await t.rejects(driver.extendVolume({ name: 'vol' }, 0), InvalidArgumentError);
+  await t.rejects(driver.extendVolume({ name: 'vol' }, Number.POSITIVE_INFINITY), InvalidArgumentError);
+  await t.rejects(driver.extendVolume({ name: 'nope' }, 4), NoVdiError);
+});
+
+function chunks(total: number, seed: number, zeroEvery = 0): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i * MiB < total; i++) {
+    const n = Math.min(MiB, total - i * MiB);
+    out.push(zeroEvery && i % zeroEvery === zeroEvery - 1 ? Buffer.alloc(n) : pattern(n, seed + i));
+  }
+  return out;
+}
+
+function sink(): { stream: Writable; data: () => Buffer } {
+  const parts: Buffer[] = [];
+  return {
+    stream: new Writable({
+      write(c: Buffer, _e, cb) {
+        parts.push(c);
+        cb();
+      },
+    }),
+    data: () => Buffer.concat(parts),
+  };
+}
+
+t.test('copyImageToVolume / copyVolumeToImage round trip, sparse', async (t) => {
+  const { driver, client } = await setup(t);
+  const image = chunks(20 * MiB, 100, 2); // every second MiB zero
+  await driver.createVolume({ name: 'vol', sizeBytes: 32 * MiB });
+  await writeAt(client, 'vol', Buffer.alloc(MiB, 0xee), 30 * MiB); // old data past the image
+  const seen: number[] = [];
+  const r = await driver.copyImageToVolume({ name: 'vol' }, Readable.from(image), { onProgress: (n) => seen.push(n) });
+  t.same(r, { bytes: 20 * MiB, sizeBytes: 32 * MiB });
+  t.equal(seen.at(-1), 20 * MiB, 'progress reaches the end');
+  const info = await client.getVdi('vol');
+  t.equal(info.size, 32 * MiB, 'the volume keeps its size');
+  t.ok(info.used <= 12 * MiB, `zero blocks are not stored (${info.used} bytes used)`);
+  t.ok((await readAll(client, 'vol', 30 * MiB, MiB)).equals(Buffer.alloc(MiB)), 'the old volume was replaced, not overwritten');
+
+  const out = sink();
+  const back = await driver.copyVolumeToImage({ name: 'vol' }, out.stream);
+  t.same(back, { bytes: 32 * MiB, sizeBytes: 32 * MiB });
+  const bytes = out.data();
+  t.ok(bytes.subarray(0, 20 * MiB).equals(Buffer.concat(image)), 'image round trip');
+  t.ok(bytes.subarray(20 * MiB).equals(Buffer.alloc(12 * MiB)), 'the rest is zeros');
+  await t.rejects(driver.copyVolumeToImage({ name: 'nope' }, sink().stream), NoVdiError);
+  await t.rejects(driver.copyVolumeToImage({ name: 'vol' }, {} as never), InvalidArgumentError);
+
+  // A new volume, sized in GiB; and one sized from imageSize; an async iterable source.
+  await driver.copyImageToVolume({ name: 'fresh', size: 1 }, Readable.from(image));
+  t.equal((await client.getVdi('fresh')).size, GiB);
+  async function* gen(): AsyncGenerator<Uint8Array> {
+    yield new Uint8Array(3 * MiB).fill(7);
+  }
+  await driver.copyImageToVolume({ name: 'sized' }, gen(), { imageSize: 3 * MiB });
+  t.equal((await client.getVdi('sized')).size, 3 * MiB);
+  t.ok((await readAll(client, 'sized')).equals(Buffer.alloc(3 * MiB, 7)));
+});
+
+t.test('copyImageToVolume refuses images that do not fit, and leaves no volume behind', async (t) => {
+  const { driver, client } = await setup(t);
+  await t.rejects(
+    driver.copyImageToVolume({ name: 'small', sizeBytes: 4 * MiB }, Readable.from(chunks(8 * MiB, 1)), { imageSize: 8 * MiB }),
+    ImageTooLargeError,
+    'known image size: refused before anything is created',
+  );
+  t.same(await names(client), []);
+  const e = await driver
+    .copyImageToVolume({ name: 'small', sizeBytes: 4 * MiB }, Readable.from(chunks(8 * MiB, 1)))
+    .catch((x: unknown) => x);
+  t.ok(e instanceof ImageTooLargeError, 'discovered while streaming');
+  t.ok(e instanceof InvalidArgumentError, 'an InvalidArgumentError');
+  t.equal((e as ImageTooLargeError).volumeSize, 4 * MiB);
+  t.same(await names(client), [], 'the half-written volume was deleted');
+  await t.rejects(driver.copyImageToVolume({ name: 'nosize' }, Readable.from(chunks(MiB, 1))), InvalidArgumentError, 'no size');
+  await t.rejects(driver.copyImageToVolume({ name: 'x', size: 1 }, 'not a stream' as never), InvalidArgumentError);
+  await t.rejects(driver.copyImageToVolume({ name: 'x', size: 1 }, Readable.from([]), { imageSize: -1 }), InvalidArgumentError);
+});
+
+t.test('copyImageToVolume: a source that fails midway leaves no volume behind', async (t) => {
+  const { driver, client } = await setup(t);
+  async function* broken(): AsyncGenerator<Buffer> {
+    yield pattern(2 * MiB, 1);
+    yield pattern(2 * MiB, 2);
+    throw new Error('glance went away');
+  }
+  await t.rejects(driver.copyImageToVolume({ name: 'vol', size: 1 }, broken()), { message: 'glance went away' });
+  t.same(await names(client), [], 'no volume');
+
+  // Same when it replaced an existing volume (as the Cinder driver: the volume is deleted on failure).
+  await driver.createVolume({ name: 'existing', size: 1 });
+  await t.rejects(driver.copyImageToVolume({ name: 'existing' }, broken()), { message: 'glance went away' });
+  t.same(await names(client), []);
+
+  const ac = new AbortController();
+  const slow = new Readable({ read() {} });
+  slow.push(pattern(MiB, 3));
+  const p = driver.copyImageToVolume({ name: 'aborted', size: 1 }, slow, { signal: ac.signal });
+  setImmediate(() => ac.abort());
+  await t.rejects(p, { name: 'AbortError' });
+  t.same(await names(client), [], 'aborted copy cleaned up');
+});
+
+t.test('getVolumeStats', async (t) => {
+  const { driver, client } = await setup(t);
+  await driver.createVolume({ name: 'a', size: 2 });
+  await driver.createVolume({ name: 'b', sizeBytes: 100 * MiB });
+  await writeAt(client, 'b', pattern(8 * MiB, 1), 0);
+  await driver.createSnapshot({ volumeName: 'b', name: 's' });
+  const st = await driver.getVolumeStats();
+  const caps = await client.nodeCapacity();
+  const total = caps.reduce((s, c) => s + c.size, 0);
+  t.equal(st.storageProtocol, 'sheepdog');
+  t.equal(st.driverVersion, DRIVER_VERSION);
+  t.equal(st.volumeBackendName, 'sheepdog');
+  t.equal(st.vendorName, 'Open Source');
+  t.equal(st.thinProvisioning, true);
+  t.equal(st.thinProvisioningSupport, true);
+  t.equal(st.totalCapacityBytes, total);
+  t.ok(total > 0);
+  t.ok(st.freeCapacityBytes <= st.totalCapacityBytes);
+  t.equal(st.totalCapacityGb, Math.round((total / GiB) * 100) / 100);
+  t.equal(st.provisionedCapacityBytes, 2 * GiB + 100 * MiB, 'working volumes only');
+  t.equal(st.provisionedCapacityGb, Math.round(((2 * GiB + 100 * MiB) / GiB) * 100) / 100);
+  t.equal(st.allocatedCapacityBytes, 8 * MiB);
+  t.equal(st.volumes, 2);
+  t.equal(st.snapshots, 1);
+  t.equal(st.nodes, 3);
+  t.equal(st.redundancy, '2');
+  t.equal(st.reservedPercentage, 0);
+  const named = new SheepdogDriver({ client, backendName: 'sheep-a' });
+  t.equal((await named.getVolumeStats()).volumeBackendName, 'sheep-a');
+});
+
+t.test('construction, own client, close', async (t) => {
+  const { sheep } = await withCluster(t);
+  const driver = new SheepdogDriver({ nodes: [...sheep.addresses] });
+  await driver.createVolume({ name: 'v', size: 1 });
+  t.ok(driver.client instanceof SheepdogClient);
+  await driver.close();
+  await driver.close(); // idempotent
+  await t.rejects(driver.createVolume({ name: 'w', size: 1 }), { code: 'SHEEPDOG_ERR_CLOSED' });
+  await t.rejects(driver.getVolumeStats(), { code: 'SHEEPDOG_ERR_CLOSED' });
+  t.throws(() => new SheepdogDriver({ client: {} as never }), InvalidArgumentError);
+});

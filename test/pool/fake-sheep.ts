@@ -1,0 +1,307 @@
+/**
+ * A scripted fake sheep for connection and pool tests, built on the codec
+ * (FrameDecoder + encodeResponse): exact control over what comes back, in
+ * which order and in how many pieces. By default it answers every request
+ * with SUCCESS (READ_OBJ with a pattern derived from oid and offset,
+ * GET_NODE_LIST with `nodeList`); `hold` keeps requests until the test
+ * answers them; `onRequest` scripts anything else.
+ */
+import net from 'node:net';
+import { Op, Result, SD_NODE_SIZE } from '../../protocol/constants.js';
+import { FrameDecoder } from '../../protocol/decoder.js';
+import {
+  type Request,
+  type Response,
+  decodeRequest,
+  encodeResponse,
+  responseFor,
+} from '../../protocol/header.js';
+import { encodeSdNode } from '../../protocol/records.js';
+
+export interface ReplyOptions {
+  body?: Uint8Array;
+  /** data_length to put in the header (default body length). */
+  dataLength?: number;
+  epoch?: number;
+  /** Id to answer with (default: the request's). */
+  id?: number;
+  /** Opcode to answer with (default: the request's). */
+  opcode?: number;
+  /**
+   * Write the frame in pieces of this many bytes, one piece per event-loop
+   * turn (so they usually arrive as separate chunks; the test does not rely on it).
+   */
+  split?: number;
+  /** Change the decoded header before it is encoded. */
+  patch?: (r: Response) => void;
+}
+
+export class FakeRequest {
+  readonly header: Request;
+  readonly body: Uint8Array;
+  readonly conn: FakeConn;
+  answered = false;
+  constructor(header: Request, body: Uint8Array, conn: FakeConn) {
+    this.header = header;
+    this.body = body;
+    this.conn = conn;
+  }
+  get id(): number {
+    return this.header.id;
+  }
+  get opcode(): number {
+    return this.header.opcode;
+  }
+  /** Answer with `result` (default SUCCESS). */
+  reply(result: number = Result.SUCCESS, o: ReplyOptions = {}): void {
+    this.answered = true;
+    this.conn.sheep.writeReply(this, result, o);
+  }
+  /** Answer as the default handler would. */
+  auto(): void {
+    this.conn.sheep.autoReply(this);
+  }
+}
+
+export class FakeConn {
+  readonly socket: net.Socket;
+  readonly sheep: FakeSheep;
+  readonly id: number;
+  readonly decoder = new FrameDecoder({ direction: 'request', maxDataLength: 128 * 1024 * 1024 });
+  requests = 0;
+  constructor(socket: net.Socket, sheep: FakeSheep, id: number) {
+    this.socket = socket;
+    this.sheep = sheep;
+    this.id = id;
+  }
+  write(b: Uint8Array): void {
+    if (!this.socket.destroyed) this.socket.write(b);
+  }
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A deterministic byte for READ_OBJ replies: byte i of object `oid` at `offset`. */
+export function patternByte(oid: bigint, offset: number, i: number): number {
+  return (Number(oid & 0xffn) * 31 + offset + i) & 0xff;
+}
+
+export function patternBody(oid: bigint, offset: number, len: number): Buffer {
+  const b = Buffer.allocUnsafe(len);
+  for (let i = 0; i < len; i++) b[i] = patternByte(oid, offset, i);
+  return b;
+}
+
+export interface FakeSheepOptions {
+  /** Called for every request; default `r.auto()` (unless `hold`). */
+  onRequest?: (r: FakeRequest) => void;
+  hold?: boolean;
+  epoch?: number;
+  /** Addresses GET_NODE_LIST answers with (default: this sheep only). */
+  nodeList?: string[];
+  port?: number;
+}
+
+let connSerial = 0;
+
+export class FakeSheep {
+  readonly server: net.Server;
+  port = 0;
+  epoch: number;
+  hold: boolean;
+  onRequest: ((r: FakeRequest) => void) | undefined;
+  nodeList: string[] | undefined;
+  readonly conns = new Set<FakeConn>();
+  /** Requests kept by `hold`, oldest first (answered ones are removed by take()). */
+  held: FakeRequest[] = [];
+  /** Every request seen (header only), in arrival order. */
+  seen: Request[] = [];
+  /** Number of connections ever accepted. */
+  accepted = 0;
+  private waiters: { n: number; resolve: () => void }[] = [];
+  private connWaiters: { n: number; resolve: () => void }[] = [];
+
+  private constructor(o: FakeSheepOptions) {
+    this.epoch = o.epoch ?? 1;
+    this.hold = o.hold ?? false;
+    this.onRequest = o.onRequest;
+    this.nodeList = o.nodeList;
+    this.server = net.createServer((s) => this.accept(s));
+  }
+
+  static async start(o: FakeSheepOptions = {}): Promise<FakeSheep> {
+    const f = new FakeSheep(o);
+    await f.listen(o.port ?? 0);
+    return f;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  private listen(port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        this.port = (this.server.address() as net.AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  private accept(s: net.Socket): void {
+    const c = new FakeConn(s, this, ++connSerial);
+    this.conns.add(c);
+    this.accepted++;
+    s.setNoDelay(true);
+    s.on('data', (chunk: Buffer) => {
+      try {
+        c.decoder.push(chunk, (h, b) => {
+          const req = decodeRequest(h);
+          c.requests++;
+          this.seen.push(req);
+          const r = new FakeRequest(req, new Uint8Array(b), c);
+          if (this.onRequest) this.onRequest(r);
+          else if (this.hold) this.held.push(r);
+          else r.auto();
+          this.wake();
+        });
+      } catch {
+        s.destroy();
+      }
+    });
+    s.on('error', () => {});
+    s.on('close', () => {
+      this.conns.delete(c);
+      this.wakeConns();
+    });
+    this.wakeConns();
+  }
+
+  private wake(): void {
+    const count = this.onRequest || !this.hold ? this.seen.length : this.held.length;
+    this.waiters = this.waiters.filter((w) => {
+      if (count >= w.n) {
+        w.resolve();
+        return false;
+      }
+      return true;
+    });
+  }
+
+  private wakeConns(): void {
+    this.connWaiters = this.connWaiters.filter((w) => {
+      if (this.conns.size === w.n) {
+        w.resolve();
+        return false;
+      }
+      return true;
+    });
+  }
+
+  /** Resolves once `n` requests are held (with `hold`) or seen (otherwise). */
+  waitFor(n: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiters.push({ n, resolve });
+      this.wake();
+    });
+  }
+
+  /** Resolves once exactly `n` connections are open. */
+  waitConns(n: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.connWaiters.push({ n, resolve });
+      this.wakeConns();
+    });
+  }
+
+  /** Remove and return the held requests. */
+  take(): FakeRequest[] {
+    const h = this.held;
+    this.held = [];
+    return h;
+  }
+
+  writeReply(r: FakeRequest, result: number, o: ReplyOptions): void {
+    const body = o.body ?? new Uint8Array(0);
+    const rsp = responseFor(r.header, result, {
+      epoch: o.epoch ?? this.epoch,
+      dataLength: o.dataLength ?? body.length,
+    });
+    if (o.id !== undefined) rsp.id = o.id;
+    if (o.opcode !== undefined) rsp.opcode = o.opcode;
+    o.patch?.(rsp);
+    const h = Buffer.alloc(48);
+    encodeResponse(rsp, h);
+    const frame = Buffer.concat([h, body]);
+    const split = o.split;
+    if (split !== undefined && split > 0) {
+      let i = 0;
+      const next = (): void => {
+        if (i >= frame.length) return;
+        r.conn.write(frame.subarray(i, i + split));
+        i += split;
+        setImmediate(next);
+      };
+      next();
+    } else r.conn.write(frame);
+  }
+
+  autoReply(r: FakeRequest): void {
+    const h = r.header;
+    if (h.opcode === Op.READ_OBJ && h.kind === 'obj') {
+      r.reply(Result.SUCCESS, { body: patternBody(h.oid, h.offset, h.dataLength) });
+    } else if (h.opcode === Op.GET_NODE_LIST) {
+      const list = this.nodeList ?? [this.address];
+      const body = Buffer.alloc(list.length * SD_NODE_SIZE);
+      list.forEach((a, i) => {
+        const colon = a.lastIndexOf(':');
+        const addr = a.slice(0, colon).replace(/^\[|\]$/g, '');
+        const port = Number(a.slice(colon + 1));
+        encodeSdNode(
+          { nid: { addr, port, ioAddr: '', ioPort: 0 }, nrVnodes: 128, zone: i, space: 0n },
+          body,
+          i * SD_NODE_SIZE,
+        );
+      });
+      r.reply(Result.SUCCESS, {
+        body,
+        patch: (rsp) => {
+          if (rsp.kind === 'node') rsp.nrNodes = list.length;
+        },
+      });
+    } else r.reply(Result.SUCCESS);
+  }
+
+  /** Close the listener and every connection (a node going away); `start()` brings it back on the same port. */
+  async stop(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of this.conns) c.destroy();
+    await closed;
+  }
+
+  async start(): Promise<void> {
+    await this.listen(this.port);
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.conns) c.destroy();
+    if (this.server.listening) await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Start `n` fake sheep; `t.teardown` closes them. */
+export async function fakeCluster(
+  t: { teardown: (fn: () => Promise<void> | void) => void },
+  n: number,
+  o: FakeSheepOptions = {},
+): Promise<FakeSheep[]> {
+  const list: FakeSheep[] = [];
+  for (let i = 0; i < n; i++) list.push(await FakeSheep.start(o));
+  t.teardown(async () => {
+    for (const f of list) await f.close();
+  });
+  return list;
+}
