@@ -47,12 +47,14 @@ export function parseAddress(s: string, defaultPort: number = SD_LISTEN_PORT): N
       if (!rest.startsWith(':')) throw new InvalidArgumentError(`invalid node address ${JSON.stringify(s)}`);
       port = checkPort(rest.slice(1), s);
     }
-    if (isIP(host) !== 6) throw new InvalidArgumentError(`${JSON.stringify(host)} in ${JSON.stringify(s)} is not an IPv6 address`);
+    if (isIP(host) !== 6)
+      throw new InvalidArgumentError(`${JSON.stringify(host)} in ${JSON.stringify(s)} is not an IPv6 address`);
   } else {
     const first = t.indexOf(':');
     if (first >= 0 && first !== t.lastIndexOf(':')) {
       // Several colons and no brackets: a bare IPv6 literal, default port.
-      if (isIP(t) !== 6) throw new InvalidArgumentError(`invalid node address ${JSON.stringify(s)} (bracket IPv6: "[::1]:7000")`);
+      if (isIP(t) !== 6)
+        throw new InvalidArgumentError(`invalid node address ${JSON.stringify(s)} (bracket IPv6: "[::1]:7000")`);
       host = t;
     } else if (first >= 0) {
       host = t.slice(0, first);
@@ -60,7 +62,8 @@ export function parseAddress(s: string, defaultPort: number = SD_LISTEN_PORT): N
     } else {
       host = t;
     }
-    if (host === '' || /[\s/]/.test(host)) throw new InvalidArgumentError(`invalid host in node address ${JSON.stringify(s)}`);
+    if (host === '' || /[\s/]/.test(host))
+      throw new InvalidArgumentError(`invalid host in node address ${JSON.stringify(s)}`);
   }
   return { host, port, key: formatAddress(host.toLowerCase(), port) };
 }

@@ -216,7 +216,13 @@ export class SheepdogClient {
   }
 
   /** Send and require SUCCESS (or one of `ok`). */
-  private async call(req: Request, context: string, body?: Uint8Array, ok: readonly number[] = [], opts?: RequestOptions): Promise<Reply> {
+  private async call(
+    req: Request,
+    context: string,
+    body?: Uint8Array,
+    ok: readonly number[] = [],
+    opts?: RequestOptions,
+  ): Promise<Reply> {
     const r = await this.req(req, body, opts);
     if (r.header.result !== Result.SUCCESS && !ok.includes(r.header.result)) {
       throw responseError(r.header.result, context, r.node);
@@ -231,7 +237,11 @@ export class SheepdogClient {
     const op = lock ? Op.LOCK_VDI : Op.GET_VDI_INFO;
     const r = await this.call(
       vdiRequest(op, { flags: Flag.CMD_WRITE, dataLength: NAME_TAG_BODY, snapid, type: LockType.NORMAL }),
-      lock ? `lock VDI ${name}` : snapshot === undefined ? `VDI ${name}` : `snapshot ${String(snapshot)} of VDI ${name}`,
+      lock
+        ? `lock VDI ${name}`
+        : snapshot === undefined
+          ? `VDI ${name}`
+          : `snapshot ${String(snapshot)} of VDI ${name}`,
       encodeVdiNameBody(name, tag),
       [],
       { idempotent: !lock },
@@ -395,7 +405,9 @@ export class SheepdogClient {
     const nodes = await this.listNodes();
     return Promise.all(
       nodes.map(async (n) => {
-        const r = await this.call(plainRequest(Op.STAT_SHEEP), `stat of node ${n.address}`, undefined, [], { node: n.address });
+        const r = await this.call(plainRequest(Op.STAT_SHEEP), `stat of node ${n.address}`, undefined, [], {
+          node: n.address,
+        });
         const h = r.header;
         return h.kind === 'node'
           ? { address: n.address, size: Number(h.storeSize), free: Number(h.storeFree) }
@@ -412,8 +424,13 @@ export class SheepdogClient {
     checkBytes(size, 'size', { min: 1 });
     const red = opts.copies === undefined ? { copies: 0, copyPolicy: 0 } : parseRedundancy(opts.copies);
     let bss = opts.blockSizeShift;
-    if (bss !== undefined && (!Number.isInteger(bss) || bss < SD_MIN_BLOCK_SIZE_SHIFT || bss > SD_MAX_BLOCK_SIZE_SHIFT)) {
-      throw new InvalidArgumentError(`blockSizeShift must be ${SD_MIN_BLOCK_SIZE_SHIFT}..${SD_MAX_BLOCK_SIZE_SHIFT}, got ${bss}`);
+    if (
+      bss !== undefined &&
+      (!Number.isInteger(bss) || bss < SD_MIN_BLOCK_SIZE_SHIFT || bss > SD_MAX_BLOCK_SIZE_SHIFT)
+    ) {
+      throw new InvalidArgumentError(
+        `blockSizeShift must be ${SD_MIN_BLOCK_SIZE_SHIFT}..${SD_MAX_BLOCK_SIZE_SHIFT}, got ${bss}`,
+      );
     }
     bss ??= (await this.clusterDefaults()).blockSizeShift;
     const flatMax = 2 ** bss * SD_INODE_DATA_INDEX;
@@ -486,7 +503,9 @@ export class SheepdogClient {
     const inuse = await this.call(plainRequest(Op.READ_VDIS, { dataLength: VDI_BITMAP_SIZE }), 'read VDI bitmap');
     const del = await this.req(plainRequest(Op.READ_DEL_VDIS, { dataLength: VDI_BITMAP_SIZE }));
     const deleted = del.header.result === Result.SUCCESS ? del.body : new Uint8Array(0);
-    const vids = [...bitmapSetBits(inuse.body, SD_NR_VDIS)].filter((v) => v !== 0 && !(deleted.length && bitmapTest(deleted, v)));
+    const vids = [...bitmapSetBits(inuse.body, SD_NR_VDIS)].filter(
+      (v) => v !== 0 && !(deleted.length && bitmapTest(deleted, v)),
+    );
     const out: (VdiInfo | undefined)[] = new Array(vids.length);
     await runBounded(
       vids.map((v, i) => [v, i] as const),
@@ -606,8 +625,10 @@ export class SheepdogClient {
     const vid = await this.lookup(name);
     const h = await this.readHeader(vid);
     const cur = Number(h.vdiSize);
-    if (newSize < cur) throw new InvalidArgumentError(`shrinking VDI ${name} from ${cur} to ${newSize} bytes is not supported`);
-    const max = h.storePolicy === StorePolicy.HYPER ? Number.MAX_SAFE_INTEGER : 2 ** h.blockSizeShift * SD_INODE_DATA_INDEX;
+    if (newSize < cur)
+      throw new InvalidArgumentError(`shrinking VDI ${name} from ${cur} to ${newSize} bytes is not supported`);
+    const max =
+      h.storePolicy === StorePolicy.HYPER ? Number.MAX_SAFE_INTEGER : 2 ** h.blockSizeShift * SD_INODE_DATA_INDEX;
     if (newSize > max) throw new InvalidArgumentError(`VDI ${name} cannot grow past ${max} bytes`);
     if (newSize === cur) return;
     const b = Buffer.alloc(8);
@@ -707,7 +728,8 @@ export class SheepdogClient {
       { idempotent: (flags & Flag.CMD_EXCL) === 0 },
     );
     const res = r.header.result;
-    if (res === Result.NO_OBJ) throw new NoObjError(`attribute ${JSON.stringify(key)} of VDI ${name} not found`, r.node);
+    if (res === Result.NO_OBJ)
+      throw new NoObjError(`attribute ${JSON.stringify(key)} of VDI ${name} not found`, r.node);
     if (res !== Result.SUCCESS) throw responseError(res, context, r.node);
     const h = r.header as VdiResponse;
     return { vdiId: h.vdiId, attrId: h.attrId };
@@ -736,7 +758,14 @@ export class SheepdogClient {
   /** An attribute's value as a Buffer; NoObjError if the key is not set. */
   async getVdiAttrBuffer(name: string, key: string, opts: { snapshot?: SnapshotRef } = {}): Promise<Buffer> {
     await this.vdiMustExist(name, opts.snapshot);
-    const { vdiId, attrId } = await this.attrOp(name, key, 0, new Uint8Array(0), opts.snapshot, `get attribute ${key} of ${name}`);
+    const { vdiId, attrId } = await this.attrOp(
+      name,
+      key,
+      0,
+      new Uint8Array(0),
+      opts.snapshot,
+      `get attribute ${key} of ${name}`,
+    );
     const b = await readObject(this.transport, vidToAttrOid(vdiId, attrId), 0, SD_ATTR_OBJ_SIZE);
     return Buffer.from(decodeVdiAttr(b).value);
   }
@@ -771,7 +800,9 @@ export class SheepdogClient {
 
   /** VDIs whose lock is held (GET_VDI_COPIES), with the owning gateway node(s). */
   async listLocks(): Promise<LockInfo[]> {
-    const states = (await this.vdiStates()).filter((s) => s.lockState === LockState.LOCKED || s.lockState === LockState.SHARED);
+    const states = (await this.vdiStates()).filter(
+      (s) => s.lockState === LockState.LOCKED || s.lockState === LockState.SHARED,
+    );
     const out: LockInfo[] = [];
     for (const s of states) {
       let h: InodeHeader | undefined;
@@ -780,7 +811,8 @@ export class SheepdogClient {
       } catch (e) {
         if (!(e instanceof SheepdogResponseError)) throw e;
       }
-      const fmt = (n: { addr: string; port: number }): string => (n.addr.includes(':') ? `[${n.addr}]:${n.port}` : `${n.addr}:${n.port}`);
+      const fmt = (n: { addr: string; port: number }): string =>
+        n.addr.includes(':') ? `[${n.addr}]:${n.port}` : `${n.addr}:${n.port}`;
       out.push({
         name: h?.name ?? '',
         vdiId: s.vid,
@@ -807,4 +839,3 @@ export class SheepdogClient {
     if (this.ownsTransport) await this.transport.close();
   }
 }
-

@@ -674,7 +674,9 @@ export class Connection {
   private readonly onConnectTimeout = (): void => {
     this.connectTimer = undefined;
     if (this._state !== 'connecting') return;
-    this.destroyError = new ConnectionError(`connect to ${this.node} timed out`, this.node, { reason: 'connect-timeout' });
+    this.destroyError = new ConnectionError(`connect to ${this.node} timed out`, this.node, {
+      reason: 'connect-timeout',
+    });
     this.socket.destroy();
     this.finish(this.destroyError);
   };
@@ -761,7 +763,8 @@ export class Connection {
   destroy(err?: Error): void {
     if (this._state === 'closed') return;
     this.destroyError =
-      err ?? new ConnectionError(`connection ${this.id} to ${this.node} was destroyed`, this.node, { reason: 'destroyed' });
+      err ??
+      new ConnectionError(`connection ${this.id} to ${this.node} was destroyed`, this.node, { reason: 'destroyed' });
     this.socket.destroy();
     this.finish(this.destroyError);
   }
@@ -877,7 +880,9 @@ export class Connection {
     });
     const signal = opts.signal;
     if (signal?.aborted) {
-      op.fail(new AbortError(`${opName(req.opcode)} aborted before it was sent`, { phase: 'queued', cause: signal.reason }));
+      op.fail(
+        new AbortError(`${opName(req.opcode)} aborted before it was sent`, { phase: 'queued', cause: signal.reason }),
+      );
       return p;
     }
     signal?.addEventListener('abort', op, { once: true });
@@ -900,7 +905,12 @@ class DirectRequest extends ConnectionOp implements Deadlined {
   settled = false;
   readonly signal: AbortSignal | undefined;
 
-  constructor(header: Uint8Array, body: Uint8Array | undefined, readInto: Uint8Array | undefined, signal: AbortSignal | undefined) {
+  constructor(
+    header: Uint8Array,
+    body: Uint8Array | undefined,
+    readInto: Uint8Array | undefined,
+    signal: AbortSignal | undefined,
+  ) {
     super(header, body, readInto);
     this.signal = signal;
   }

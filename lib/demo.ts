@@ -67,7 +67,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   try {
     sheep = await startMemorySheep({ nodes, copies });
     const s = sheep;
-    print(`sheepdog-client demo: an embedded ${nodes}-node sheep cluster (${copies} copies) on ${s.addresses.join(', ')}`);
+    print(
+      `sheepdog-client demo: an embedded ${nodes}-node sheep cluster (${copies} ${copies === 1 ? 'copy' : 'copies'}) on ${s.addresses.join(', ')}`,
+    );
     print('driving it through SheepdogDriver, the OpenStack-style volume facade (no dog, no qemu-img):\n');
     driver = new SheepdogDriver({ nodes: [...s.addresses] });
     const d = driver;
@@ -75,10 +77,16 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     const clone = { name: 'demo-clone', size: 1 };
     const snap = { volumeName: vol.name, name: 'base' };
 
-    await step('checkForSetupError', () => d.checkForSetupError(), (ci) =>
-      `cluster ${ci.status}, ${ci.nodes.length} nodes, ${ci.redundancy} copies, epoch ${ci.epoch}`,
+    await step(
+      'checkForSetupError',
+      () => d.checkForSetupError(),
+      (ci) => `cluster ${ci.status}, ${ci.nodes.length} nodes, ${ci.redundancy} copies, epoch ${ci.epoch}`,
     );
-    await step('createVolume', () => d.createVolume(vol), (v) => `${v.name}: ${fmt(v.size)}, thin (${fmt(v.used)} used)`);
+    await step(
+      'createVolume',
+      () => d.createVolume(vol),
+      (v) => `${v.name}: ${fmt(v.size)}, thin (${fmt(v.used)} used)`,
+    );
     const chunks = Array.from({ length: IMAGE_MIB }, (_, i) => imageChunk(i));
     await step(
       'copyImageToVolume',
@@ -87,9 +95,15 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     );
     const used = (await d.client.getVdi(vol.name)).used;
     check(used < IMAGE_MIB * MiB, 'zero blocks of the image were not stored');
-    await step('createSnapshot', () => d.createSnapshot(snap), (r) => `${r.name}@${r.tag} (snapshot keeps vid ${r.snapshotVdiId.toString(16)})`);
-    const c = await step('createVolumeFromSnapshot', () => d.createVolumeFromSnapshot(clone, snap), (v) =>
-      `${v.name}: copy-on-write, shares ${fmt(v.shared)}, owns ${fmt(v.used)}`,
+    await step(
+      'createSnapshot',
+      () => d.createSnapshot(snap),
+      (r) => `${r.name}@${r.tag} (snapshot keeps vid ${r.snapshotVdiId.toString(16)})`,
+    );
+    const c = await step(
+      'createVolumeFromSnapshot',
+      () => d.createVolumeFromSnapshot(clone, snap),
+      (v) => `${v.name}: copy-on-write, shares ${fmt(v.shared)}, owns ${fmt(v.used)}`,
     );
     check(c.used === 0, 'a fresh clone owns no objects');
 
@@ -134,12 +148,22 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       },
       (k) => `${k} checks: clone has the new bytes around the old, source unchanged, holes are zeros`,
     );
-    await step('extendVolume', () => d.extendVolume(clone, 2), (v) => `${v.name}: 1 GiB -> ${fmt(v.size)}`);
-    await step('getVolumeStats', () => d.getVolumeStats(), (st) =>
-      `${st.totalCapacityGb} GiB raw, ${st.freeCapacityGb} free, ${st.provisionedCapacityGb} GiB provisioned, ${st.volumes} volumes`,
+    await step(
+      'extendVolume',
+      () => d.extendVolume(clone, 2),
+      (v) => `${v.name}: 1 GiB -> ${fmt(v.size)}`,
     );
-    await step('initializeConnection', () => d.initializeConnection(clone, { host: 'compute-1' }), (ci) =>
-      `${ci.driverVolumeType}: ${ci.data.name} via ${ci.data.hosts.map((h, i) => `${h}:${ci.data.ports[i]}`).join(', ')}`,
+    await step(
+      'getVolumeStats',
+      () => d.getVolumeStats(),
+      (st) =>
+        `${st.totalCapacityGb} GiB raw, ${st.freeCapacityGb} free, ${st.provisionedCapacityGb} GiB provisioned, ${st.volumes} volumes`,
+    );
+    await step(
+      'initializeConnection',
+      () => d.initializeConnection(clone, { host: 'compute-1' }),
+      (ci) =>
+        `${ci.driverVolumeType}: ${ci.data.name} via ${ci.data.hosts.map((h, i) => `${h}:${ci.data.ports[i]}`).join(', ')}`,
     );
     const copyOut: Buffer[] = [];
     await step(
@@ -156,7 +180,12 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
         ),
       (r) => `${fmt(r.bytes)} streamed out (holes as zeros)`,
     );
-    check(Buffer.concat(copyOut).subarray(0, IMAGE_MIB * MiB).equals(Buffer.concat(chunks)), 'the image comes back byte for byte');
+    check(
+      Buffer.concat(copyOut)
+        .subarray(0, IMAGE_MIB * MiB)
+        .equals(Buffer.concat(chunks)),
+      'the image comes back byte for byte',
+    );
     await step(
       'delete everything',
       async () => {

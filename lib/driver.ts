@@ -160,7 +160,12 @@ export class ClusterNotReadyError extends SheepdogError {
   readonly reason: ClusterNotReadyReason;
   /** The status clusterInfo reported, when it answered. */
   readonly status: ClusterInfoResult['status'] | undefined;
-  constructor(message: string, reason: ClusterNotReadyReason, status?: ClusterInfoResult['status'], options?: ErrorOptions) {
+  constructor(
+    message: string,
+    reason: ClusterNotReadyReason,
+    status?: ClusterInfoResult['status'],
+    options?: ErrorOptions,
+  ) {
     super(message, 'SHEEPDOG_ERR_CLUSTER_NOT_READY', options);
     this.reason = reason;
     this.status = status;
@@ -211,7 +216,10 @@ function requestedBytes(volume: VolumeRef, what = 'volume'): number | undefined 
 
 function snapshotSpec(s: unknown): SnapshotSpec {
   const o = checkObject(s, 'snapshot');
-  return { volumeName: checkVdiName(o['volumeName'], 'snapshot volumeName'), name: checkTag(o['name'], 'snapshot name') };
+  return {
+    volumeName: checkVdiName(o['volumeName'], 'snapshot volumeName'),
+    name: checkTag(o['name'], 'snapshot name'),
+  };
 }
 
 function round2(n: number): number {
@@ -272,9 +280,14 @@ export class SheepdogDriver {
       info = await this.client.clusterInfo();
     } catch (e) {
       if (e instanceof ConnectionError || e instanceof TimeoutError) {
-        throw new ClusterNotReadyError(`cannot reach the sheepdog cluster at ${where}: ${errMsg(e)}`, 'unreachable', undefined, {
-          cause: e,
-        });
+        throw new ClusterNotReadyError(
+          `cannot reach the sheepdog cluster at ${where}: ${errMsg(e)}`,
+          'unreachable',
+          undefined,
+          {
+            cause: e,
+          },
+        );
       }
       if (e instanceof SheepdogResponseError) {
         const r = e.result;
@@ -286,7 +299,9 @@ export class SheepdogDriver {
               : r === Result.SHUTDOWN || r === Result.KILLED
                 ? 'shutdown'
                 : 'not-running';
-        throw new ClusterNotReadyError(`sheepdog cluster at ${where} is not ready: ${e.message}`, reason, undefined, { cause: e });
+        throw new ClusterNotReadyError(`sheepdog cluster at ${where} is not ready: ${e.message}`, reason, undefined, {
+          cause: e,
+        });
       }
       throw e;
     }
@@ -299,8 +314,16 @@ export class SheepdogDriver {
     }
     if (info.status !== 'running') {
       const reason: ClusterNotReadyReason =
-        info.status === 'waiting-for-join' ? 'waiting-for-join' : info.status === 'shutdown' || info.status === 'killed' ? 'shutdown' : 'not-running';
-      throw new ClusterNotReadyError(`sheepdog cluster at ${where} is not running (status: ${info.status})`, reason, info.status);
+        info.status === 'waiting-for-join'
+          ? 'waiting-for-join'
+          : info.status === 'shutdown' || info.status === 'killed'
+            ? 'shutdown'
+            : 'not-running';
+      throw new ClusterNotReadyError(
+        `sheepdog cluster at ${where} is not running (status: ${info.status})`,
+        reason,
+        info.status,
+      );
     }
     return info;
   }
@@ -379,7 +402,13 @@ export class SheepdogDriver {
     const { hosts, ports } = await this.gateways();
     const h = hosts[0] ?? '127.0.0.1';
     const host = h.includes(':') ? `[${h}]` : h;
-    return { path: `sheepdog:${name}`, uri: `sheepdog://${host}:${ports[0] ?? '7000'}/${encodeURIComponent(name)}`, name, hosts, ports };
+    return {
+      path: `sheepdog:${name}`,
+      uri: `sheepdog://${host}:${ports[0] ?? '7000'}/${encodeURIComponent(name)}`,
+      name,
+      hosts,
+      ports,
+    };
   }
 
   /** undiscover_volume (Nova): a no-op (validates the volume reference). */
@@ -451,7 +480,9 @@ export class SheepdogDriver {
     if (name === src) throw new InvalidArgumentError(`volume ${name} cannot be cloned onto itself`);
     const source = await this.client.getVdi(src);
     if (want !== undefined && want < source.size) {
-      throw new InvalidArgumentError(`volume ${name} (${want} bytes) would be smaller than its source ${src} (${source.size} bytes)`);
+      throw new InvalidArgumentError(
+        `volume ${name} (${want} bytes) would be smaller than its source ${src} (${source.size} bytes)`,
+      );
     }
     const tmp: SnapshotSpec = { volumeName: src, name: `tmp-snap-${src}-${name}`.slice(0, 255) };
     // A leftover from a crashed earlier attempt would make the snapshot fail.

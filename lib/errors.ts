@@ -205,7 +205,14 @@ export const NoSupportError = sub('NoSupportError', Result.NO_SUPPORT);
 export const BufferSmallError = sub('BufferSmallError', Result.BUFFER_SMALL);
 export const InodeInvalidatedError = sub('InodeInvalidatedError', Result.INODE_INVALIDATED);
 
-const byResult = new Map<number, new (context?: string, node?: string, options?: ErrorOptions) => SheepdogResponseError>([
+const byResult = new Map<
+  number,
+  new (
+    context?: string,
+    node?: string,
+    options?: ErrorOptions,
+  ) => SheepdogResponseError
+>([
   [Result.NO_VDI, NoVdiError],
   [Result.VDI_EXIST, VdiExistsError],
   [Result.VDI_LOCKED, VdiLockedError],

@@ -57,7 +57,8 @@ export function parseSize(s: string, what = 'size'): number {
   if (!m) throw new InvalidArgumentError(`${what}: cannot parse ${JSON.stringify(s)} (use e.g. 4096, 512M, 10G)`);
   const mult = SUFFIX[(m[2] ?? '').toUpperCase()] ?? 1;
   const v = Number(m[1]) * mult;
-  if (!Number.isSafeInteger(v)) throw new InvalidArgumentError(`${what}: ${JSON.stringify(s)} is not a whole number of bytes`);
+  if (!Number.isSafeInteger(v))
+    throw new InvalidArgumentError(`${what}: ${JSON.stringify(s)} is not a whole number of bytes`);
   return v;
 }
 
@@ -72,7 +73,8 @@ export function parseRedundancy(r: number | string): { copies: number; copyPolic
   if (m[2] === undefined) return parseRedundancy(Number(m[1]));
   const d = Number(m[1]);
   const p = Number(m[2]);
-  if (![2, 4, 8, 16].includes(d)) throw new InvalidArgumentError(`erasure-code data strips must be 2, 4, 8 or 16, got ${d}`);
+  if (![2, 4, 8, 16].includes(d))
+    throw new InvalidArgumentError(`erasure-code data strips must be 2, 4, 8 or 16, got ${d}`);
   if (p < 1 || p > 15) throw new InvalidArgumentError(`erasure-code parity must be 1..15, got ${p}`);
   return { copies: d + p, copyPolicy: ((d / 2) << 4) | p };
 }

@@ -22,7 +22,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { Op, Result, SD_MAX_NODES, SD_NODE_SIZE, opName } from '../protocol/constants.js';
-import { type NodeResponse, type Request, decodeResponse, peekEpoch, peekResult, plainRequest } from '../protocol/header.js';
+import {
+  type NodeResponse,
+  type Request,
+  decodeResponse,
+  peekEpoch,
+  peekResult,
+  plainRequest,
+} from '../protocol/header.js';
 import { decodeNodeList } from '../protocol/records.js';
 import { formatAddress, parseAddress } from './address.js';
 import { Connection, type ConnectionHooks, ConnectionOp, OpState, encodeRequestHeader } from './connection.js';
@@ -300,7 +307,12 @@ class PoolRequest extends ConnectionOp implements Deadlined {
     if (this.phase === P_DONE) return;
     const phase = this.wirePhase();
     const node = this.conn?.node ?? this.lastNode;
-    const where = phase === 'sent' ? `after it was sent to ${node}` : phase === 'backoff' ? 'while waiting to retry' : 'before it was sent';
+    const where =
+      phase === 'sent'
+        ? `after it was sent to ${node}`
+        : phase === 'backoff'
+          ? 'while waiting to retry'
+          : 'before it was sent';
     this.fail(
       new AbortError(`${opName(this.req.opcode)} aborted ${where}`, { phase, node, cause: this.signal?.reason }),
     );
@@ -407,7 +419,8 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
 
   constructor(opts: PoolOptions = {}) {
     super();
-    const seeds = opts.nodes === undefined ? ['127.0.0.1:7000'] : typeof opts.nodes === 'string' ? [opts.nodes] : opts.nodes;
+    const seeds =
+      opts.nodes === undefined ? ['127.0.0.1:7000'] : typeof opts.nodes === 'string' ? [opts.nodes] : opts.nodes;
     if (!Array.isArray(seeds) || seeds.length === 0) {
       throw new InvalidArgumentError('nodes must name at least one "host:port"');
     }
@@ -517,7 +530,9 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
 
   request(req: Request, body?: Uint8Array, opts: RequestOptions = EMPTY_OPTS): Promise<Reply> {
     if (this.closing) {
-      return Promise.reject(new PoolClosedError(`pool is ${this.destroyed ? 'destroyed' : 'closed'}: ${opName(req.opcode)} not sent`));
+      return Promise.reject(
+        new PoolClosedError(`pool is ${this.destroyed ? 'destroyed' : 'closed'}: ${opName(req.opcode)} not sent`),
+      );
     }
     let header: Uint8Array;
     let pinned: PoolNode | undefined;
@@ -564,7 +579,10 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     if (signal !== undefined) {
       if (signal.aborted) {
         pr.fail(
-          new AbortError(`${opName(pr.req.opcode)} aborted before it was sent`, { phase: 'queued', cause: signal.reason }),
+          new AbortError(`${opName(pr.req.opcode)} aborted before it was sent`, {
+            phase: 'queued',
+            cause: signal.reason,
+          }),
         );
         return p;
       }
@@ -668,7 +686,9 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       });
     }
     const parts = [...this.nodeMap.values()].map((n) => `${n.key}: ${n.lastError?.message ?? n.status}`);
-    return new ConnectionError(`${op}: no node can take requests (${parts.join('; ')})`, undefined, { reason: 'no-node' });
+    return new ConnectionError(`${op}: no node can take requests (${parts.join('; ')})`, undefined, {
+      reason: 'no-node',
+    });
   }
 
   /** @internal Why a queued request still waits (timeout messages). */
@@ -946,7 +966,9 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     const waiters = this.connectWaiters;
     this.connectWaiters = [];
     const parts = [...this.nodeMap.values()].map((n) => `${n.key}: ${n.lastError?.message ?? n.status}`);
-    const e = new ConnectionError(`could not connect to any node (${parts.join('; ')})`, undefined, { reason: 'no-node' });
+    const e = new ConnectionError(`could not connect to any node (${parts.join('; ')})`, undefined, {
+      reason: 'no-node',
+    });
     for (const w of waiters) w.reject(e);
   }
 

@@ -46,7 +46,8 @@ export class FlatIndex implements VdiIndex {
   }
   static async load(io: IndexIO, inodeOid: bigint, count: number): Promise<FlatIndex> {
     const b = count === 0 ? new Uint8Array(0) : await io.read(inodeOid, SD_INODE_HEADER_SIZE, count * 4);
-    if (b.length !== count * 4) throw new ProtocolError(`inode index read returned ${b.length} bytes, expected ${count * 4}`);
+    if (b.length !== count * 4)
+      throw new ProtocolError(`inode index read returned ${b.length} bytes, expected ${count * 4}`);
     const slots = new Uint32Array(count);
     const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
     for (let i = 0; i < count; i++) slots[i] = dv.getUint32(4 * i, true);
@@ -105,7 +106,8 @@ export class HyperIndex implements VdiIndex {
     const h = decodeBtreeHeader(await io.read(inodeOid, SD_INODE_HEADER_SIZE, BTREE_INDEX_HEADER_SIZE));
     const map = new Map<number, number>();
     if (h.magic === 0 && h.depth === 0 && h.entries === 0) return new HyperIndex(1, map); // never written
-    if (h.magic !== INODE_BTREE_MAGIC) throw new ProtocolError(`hyper volume index has bad magic 0x${h.magic.toString(16)}`);
+    if (h.magic !== INODE_BTREE_MAGIC)
+      throw new ProtocolError(`hyper volume index has bad magic 0x${h.magic.toString(16)}`);
     if (h.depth === 1) {
       await readLeaves(io, inodeOid, SD_INODE_HEADER_SIZE, h.entries, map);
     } else if (h.depth === 2) {
@@ -114,7 +116,8 @@ export class HyperIndex implements VdiIndex {
       for (let i = 0; i < n; i++) {
         const e = decodeBtreeIndirect(b, 0, i);
         const lh = decodeBtreeHeader(await io.read(e.oid, 0, BTREE_INDEX_HEADER_SIZE));
-        if (lh.magic !== INODE_BTREE_MAGIC || lh.depth !== 1) throw new ProtocolError('hyper volume leaf node is corrupt');
+        if (lh.magic !== INODE_BTREE_MAGIC || lh.depth !== 1)
+          throw new ProtocolError('hyper volume leaf node is corrupt');
         await readLeaves(io, e.oid, 0, lh.entries, map);
       }
     } else {

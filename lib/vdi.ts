@@ -95,7 +95,13 @@ export class Vdi {
   private flushSupported = true;
 
   /** @internal created by SheepdogClient.openVdi */
-  constructor(host: VdiHost, name: string, header: InodeHeader, index: VdiIndex, o: { snapshot: boolean; locked: boolean }) {
+  constructor(
+    host: VdiHost,
+    name: string,
+    header: InodeHeader,
+    index: VdiIndex,
+    o: { snapshot: boolean; locked: boolean },
+  ) {
     this.host = host;
     this.name = name;
     this.header = header;
@@ -150,7 +156,9 @@ export class Vdi {
     checkBytes(offset, 'offset');
     checkBytes(length, 'length');
     if (offset + length > this.size) {
-      throw new InvalidArgumentError(`range [${offset}, ${offset + length}) is past the end of VDI ${this.name} (${this.size} bytes)`);
+      throw new InvalidArgumentError(
+        `range [${offset}, ${offset + length}) is past the end of VDI ${this.name} (${this.size} bytes)`,
+      );
     }
   }
 
@@ -364,7 +372,9 @@ export class Vdi {
 
   private async discardAt(offset: number, length: number): Promise<void> {
     const pieces = this.pieces(offset, length);
-    const whole = pieces.filter((p) => p.len === this.objectSize || (p.within === 0 && offset + p.pos + p.len === this.size));
+    const whole = pieces.filter(
+      (p) => p.len === this.objectSize || (p.within === 0 && offset + p.pos + p.len === this.size),
+    );
     const partial = pieces.filter((p) => !whole.includes(p));
     for (const p of partial) {
       if (this.index.get(p.idx) !== 0) await this.writeAt(new Uint8Array(p.len), offset + p.pos);

@@ -147,7 +147,11 @@ export const commands: CommandSpec[] = [
       copies: COPIES,
       'block-size-shift': BSS,
       prealloc: { type: 'boolean', short: 'P', help: 'allocate every object now' },
-      hyper: { type: 'boolean', short: 'y', help: 'hyper-volume layout (B-tree index; automatic past 4 TiB at 4 MiB objects)' },
+      hyper: {
+        type: 'boolean',
+        short: 'y',
+        help: 'hyper-volume layout (B-tree index; automatic past 4 TiB at 4 MiB objects)',
+      },
     },
     min: 2,
     max: 2,
@@ -285,7 +289,9 @@ export const commands: CommandSpec[] = [
         const start = off === undefined ? 0 : sizeArg(off, 'OFFSET');
         const length = len === undefined ? vdi.size - start : sizeArg(len, 'LEN');
         if (start > vdi.size || start + length > vdi.size) {
-          throw new InvalidArgumentError(`range [${start}, ${start + length}) is past the end of VDI ${name} (${vdi.size} bytes)`);
+          throw new InvalidArgumentError(
+            `range [${start}, ${start + length}) is past the end of VDI ${name} (${vdi.size} bytes)`,
+          );
         }
         if (length === 0) return 0;
         await pipeline(vdi.createReadStream({ start, end: start + length - 1 }), ctx.io.stdout, { end: false });
@@ -425,7 +431,14 @@ export const commands: CommandSpec[] = [
       ctx.out(
         table(
           ['Name', 'Tag', 'Id', 'VDI id', 'State', 'Owners'],
-          locks.map((l) => [l.name, l.tag, String(l.snapId), l.vdiId.toString(16).padStart(6, '0'), l.state, l.owners.join(',')]),
+          locks.map((l) => [
+            l.name,
+            l.tag,
+            String(l.snapId),
+            l.vdiId.toString(16).padStart(6, '0'),
+            l.state,
+            l.owners.join(','),
+          ]),
         ),
       );
       return 0;
@@ -487,9 +500,25 @@ export const commands: CommandSpec[] = [
         return 0;
       }
       const pct = (s: number, f: number): string => (s === 0 ? '-' : `${Math.round(((s - f) / s) * 100)}%`);
-      const rows = caps.map((c, i) => [String(i), c.address, formatSize(c.size), formatSize(c.size - c.free), formatSize(c.free), pct(c.size, c.free)]);
+      const rows = caps.map((c, i) => [
+        String(i),
+        c.address,
+        formatSize(c.size),
+        formatSize(c.size - c.free),
+        formatSize(c.free),
+        pct(c.size, c.free),
+      ]);
       rows.push(['Total', '', formatSize(size), formatSize(size - free), formatSize(free), pct(size, free)]);
-      ctx.out(table(['Id', 'Host:Port', 'Size', 'Used', 'Avail', 'Use%'], rows, ['left', 'left', 'right', 'right', 'right', 'right']));
+      ctx.out(
+        table(['Id', 'Host:Port', 'Size', 'Used', 'Avail', 'Use%'], rows, [
+          'left',
+          'left',
+          'right',
+          'right',
+          'right',
+          'right',
+        ]),
+      );
       return 0;
     },
   },

@@ -85,7 +85,8 @@ export function exitCodeFor(e: unknown): number {
     return ExitCode.FAILURE;
   }
   if (e instanceof ClusterNotReadyError) return ExitCode.UNAVAILABLE;
-  if (e instanceof ConnectionError || e instanceof TimeoutError || e instanceof PoolClosedError) return ExitCode.UNAVAILABLE;
+  if (e instanceof ConnectionError || e instanceof TimeoutError || e instanceof PoolClosedError)
+    return ExitCode.UNAVAILABLE;
   if (e instanceof InvalidArgumentError) return ExitCode.USAGE;
   if (e instanceof AbortError) return ExitCode.INTERRUPTED;
   if (e instanceof SheepdogError) return ExitCode.FAILURE;

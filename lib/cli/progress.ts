@@ -21,7 +21,12 @@ export interface ProgressStream extends Writable {
 }
 
 /** A progress line for `total` bytes on `stream`, or a no-op when it is not a TTY (or `enabled` is false). */
-export function createProgress(label: string, total: number, stream: ProgressStream, enabled = stream.isTTY === true): Progress {
+export function createProgress(
+  label: string,
+  total: number,
+  stream: ProgressStream,
+  enabled = stream.isTTY === true,
+): Progress {
   if (!enabled) return NONE;
   const start = performance.now();
   let last = 0;

@@ -193,7 +193,12 @@ function toParseConfig(opts: Record<string, OptionSpec>): NonNullable<ParseArgsC
   return out;
 }
 
-function parse(args: string[], options: Record<string, OptionSpec>, positionals: boolean, help: string): { values: OptionValues; positionals: string[] } {
+function parse(
+  args: string[],
+  options: Record<string, OptionSpec>,
+  positionals: boolean,
+  help: string,
+): { values: OptionValues; positionals: string[] } {
   try {
     const r = parseArgs({ args, options: toParseConfig(options), strict: true, allowPositionals: positionals });
     return { values: r.values as OptionValues, positionals: r.positionals };
@@ -284,7 +289,9 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
       if (r.group) {
         const next = words[r.used];
         throw new UsageError(
-          next === undefined ? `${prefix.join(' ')}: missing subcommand` : `${prefix.join(' ')}: unknown subcommand ${JSON.stringify(next)}`,
+          next === undefined
+            ? `${prefix.join(' ')}: missing subcommand`
+            : `${prefix.join(' ')}: unknown subcommand ${JSON.stringify(next)}`,
           groupHelp(prefix),
         );
       }
@@ -294,7 +301,14 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
     const rest = words.slice(r.used);
     label = `sheepdog: ${spec.path.join(' ')}`;
     help = `Run 'sheepdog ${spec.path.join(' ')} --help' for usage.`;
-    if (spec.raw) return await spec.run(makeContext(io, [], false, () => client), rest, {}) ?? 0;
+    if (spec.raw)
+      return (
+        (await spec.run(
+          makeContext(io, [], false, () => client),
+          rest,
+          {},
+        )) ?? 0
+      );
 
     const own: Record<string, OptionSpec> = { ...(spec.options ?? {}), ...GLOBAL };
     const { values, positionals } = parse(rest, own, true, help);
@@ -310,7 +324,8 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
     const json = values['json'] === true || top['json'] === true;
     if (json && !spec.json) throw new UsageError(`${spec.path.join(' ')} has no --json output`, help);
     const tRaw = (values['timeout'] ?? top['timeout']) as string | undefined;
-    if (tRaw !== undefined && !/^\d+$/.test(tRaw)) throw new UsageError(`--timeout must be milliseconds, got ${JSON.stringify(tRaw)}`, help);
+    if (tRaw !== undefined && !/^\d+$/.test(tRaw))
+      throw new UsageError(`--timeout must be milliseconds, got ${JSON.stringify(tRaw)}`, help);
     const timeout = tRaw === undefined ? DEFAULT_TIMEOUT : Number(tRaw);
     const nodes = spec.local ? [] : nodesFrom([top, values], io.env);
     const ctx = makeContext(io, nodes, json, () => {
@@ -321,7 +336,7 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
   } catch (e) {
     const code = exitCodeFor(e);
     if (e instanceof UsageError) {
-      io.stderr.write(`${label}: ${e.message}\n${e.help && e.help.includes('\n') ? `\n${e.help}` : `${e.help ?? help}\n`}`);
+      io.stderr.write(`${label}: ${e.message}\n${e.help?.includes('\n') ? `\n${e.help}` : `${e.help ?? help}\n`}`);
     } else {
       io.stderr.write(`${label}: ${errorText(e)}\n`);
     }

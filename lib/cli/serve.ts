@@ -69,7 +69,8 @@ export const serveCommand: CommandSpec = {
     if (dir !== undefined) o.dir = dir;
     if (bool(opts, 'lock')) o.lock = true;
     if (bool(opts, 'unformatted')) o.unformatted = true;
-    if (o.port !== 0 && (o.port ?? 0) + (o.nodes ?? 3) - 1 > 65535) throw new UsageError('--port + --nodes passes port 65535');
+    if (o.port !== 0 && (o.port ?? 0) + (o.nodes ?? 3) - 1 > 65535)
+      throw new UsageError('--port + --nodes passes port 65535');
 
     const sheep = await startMemorySheep(o);
     const stop = stopped(ctx.io.signal);

@@ -171,7 +171,8 @@ export async function importVdi(
     }
   } catch (e) {
     if (!(e instanceof NoVdiError)) throw e;
-    if (fileSize === undefined) throw new CliError(`VDI ${name} does not exist: create it before importing from stdin`, ExitCode.NOT_FOUND);
+    if (fileSize === undefined)
+      throw new CliError(`VDI ${name} does not exist: create it before importing from stdin`, ExitCode.NOT_FOUND);
     if (fileSize === 0) throw new CliError(`${file} is empty: nothing to import`, ExitCode.USAGE);
     size = (await client.createVdi(name, fileSize, opts.create)).size;
     created = true;
@@ -182,7 +183,8 @@ export async function importVdi(
   try {
     vdi = await client.openVdi(name);
     const v = vdi;
-    const source = file === '-' ? opts.stdin : createReadStream(file, { highWaterMark: Math.min(v.objectSize, EXPORT_CHUNK) });
+    const source =
+      file === '-' ? opts.stdin : createReadStream(file, { highWaterMark: Math.min(v.objectSize, EXPORT_CHUNK) });
     const count = new Transform({
       transform(chunk: Buffer, _e, cb) {
         bytes += chunk.length;

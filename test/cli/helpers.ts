@@ -116,6 +116,10 @@ export function runNode(script: string, args: string[], opts: RunOptions = {}): 
 }
 
 /** Run the CLI against `nodes` (passed with -a unless `args` has its own). */
-export function sheepdog(nodes: readonly string[] | undefined, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+export function sheepdog(
+  nodes: readonly string[] | undefined,
+  args: string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
   return runNode(CLI, nodes ? ['-a', nodes.join(','), ...args] : args, opts);
 }

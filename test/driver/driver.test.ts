@@ -111,8 +111,18 @@ t.test('createVolume: GiB, bytes, options, validation, exists', async (t) => {
   t.equal(v.size, GiB, 'size is in GiB, as Cinder gives it');
   t.equal(v.used, 0, 'thin');
   t.equal((await driver.createVolume({ name: 'volume-2', sizeBytes: 12 * MiB })).size, 12 * MiB, 'sizeBytes');
-  t.equal((await driver.createVolume({ name: 'volume-3', size: 0.5, sizeBytes: GiB / 2 })).size, GiB / 2, 'both, agreeing');
-  const thick = await driver.createVolume({ name: 'thick', sizeBytes: 8 * MiB, preallocate: true, copies: 3, blockSizeShift: 20 });
+  t.equal(
+    (await driver.createVolume({ name: 'volume-3', size: 0.5, sizeBytes: GiB / 2 })).size,
+    GiB / 2,
+    'both, agreeing',
+  );
+  const thick = await driver.createVolume({
+    name: 'thick',
+    sizeBytes: 8 * MiB,
+    preallocate: true,
+    copies: 3,
+    blockSizeShift: 20,
+  });
   t.equal(thick.used, 8 * MiB, 'preallocated');
   t.equal(thick.copies, 3);
   t.equal(thick.blockSizeShift, 20);
@@ -198,7 +208,11 @@ t.test('snapshots: create, delete (idempotent), errors', async (t) => {
   t.same(await driver.deleteSnapshot(snap), { deleted: true });
   t.same(await names(client), ['vol']);
   t.same(await driver.deleteSnapshot(snap), { deleted: false }, 'missing snapshot: resolves');
-  t.same(await driver.deleteSnapshot({ volumeName: 'nope', name: 'x' }), { deleted: false }, 'missing volume: resolves');
+  t.same(
+    await driver.deleteSnapshot({ volumeName: 'nope', name: 'x' }),
+    { deleted: false },
+    'missing volume: resolves',
+  );
   t.equal(warnings.length, 2);
 });
 
@@ -221,7 +235,11 @@ t.test('createVolumeFromSnapshot: copy-on-write clone, grown to the requested si
   t.ok((await readAll(client, 'c2', MiB, data.length)).equals(data));
   t.ok((await readAll(client, 'c2', GiB - MiB, MiB)).equals(Buffer.alloc(MiB)), 'the new tail reads zeros');
 
-  await t.rejects(driver.createVolumeFromSnapshot({ name: 'c3', sizeBytes: MiB }, snap), InvalidArgumentError, 'smaller');
+  await t.rejects(
+    driver.createVolumeFromSnapshot({ name: 'c3', sizeBytes: MiB }, snap),
+    InvalidArgumentError,
+    'smaller',
+  );
   await t.rejects(driver.createVolumeFromSnapshot({ name: 'c3' }, { volumeName: 'src', name: 'nope' }), NoTagError);
   await t.rejects(driver.createVolumeFromSnapshot({ name: 'c3' }, { volumeName: 'nope', name: 'base' }), NoVdiError);
   await t.rejects(driver.createVolumeFromSnapshot({ name: 'c1' }, snap), VdiExistsError, 'target exists');
@@ -236,15 +254,25 @@ t.test('createClonedVolume: temporary snapshot, deleted afterwards; the clone ke
   const c = await driver.createClonedVolume({ name: 'dst', sizeBytes: 48 * MiB }, { name: 'src' });
   t.equal(c.size, 48 * MiB);
   t.same(await names(client), ['dst', 'src'], 'the temporary snapshot is gone');
-  t.ok((await readAll(client, 'dst', 0, data.length)).equals(data), 'the clone reads the source\u2019s data after the temp snapshot was deleted');
+  t.ok(
+    (await readAll(client, 'dst', 0, data.length)).equals(data),
+    'the clone reads the source\u2019s data after the temp snapshot was deleted',
+  );
   await writeAt(client, 'src', Buffer.alloc(MiB, 1), 0);
-  t.ok((await readAll(client, 'dst', 0, MiB)).equals(data.subarray(0, MiB)), 'independent of later writes to the source');
+  t.ok(
+    (await readAll(client, 'dst', 0, MiB)).equals(data.subarray(0, MiB)),
+    'independent of later writes to the source',
+  );
   await writeAt(client, 'dst', Buffer.alloc(MiB, 2), 0);
   t.ok((await readAll(client, 'src', 0, MiB)).equals(Buffer.alloc(MiB, 1)), 'and the source of writes to the clone');
 
   await t.rejects(driver.createClonedVolume({ name: 'x' }, { name: 'nope' }), NoVdiError, 'missing source');
   await t.rejects(driver.createClonedVolume({ name: 'src' }, { name: 'src' }), InvalidArgumentError, 'onto itself');
-  await t.rejects(driver.createClonedVolume({ name: 'x', sizeBytes: MiB }, { name: 'src' }), InvalidArgumentError, 'smaller');
+  await t.rejects(
+    driver.createClonedVolume({ name: 'x', sizeBytes: MiB }, { name: 'src' }),
+    InvalidArgumentError,
+    'smaller',
+  );
   t.same(await names(client), ['dst', 'src']);
 });
 
@@ -319,7 +347,11 @@ t.test('revertToSnapshot rolls back, keeps a grown size, refuses foreign snapsho
   t.ok((await readAll(client, 'vol', 0, before.length)).equals(before), 'data as at the snapshot');
   t.same(await names(client), ['vol', 'vol@good'], 'the snapshot stays');
 
-  await t.rejects(driver.revertToSnapshot({}, { name: 'other' }, snap), InvalidArgumentError, 'snapshot of another volume');
+  await t.rejects(
+    driver.revertToSnapshot({}, { name: 'other' }, snap),
+    InvalidArgumentError,
+    'snapshot of another volume',
+  );
   await t.rejects(driver.revertToSnapshot({}, { name: 'vol' }, { volumeName: 'vol', name: 'nope' }), NoTagError);
   t.same(await names(client), ['vol', 'vol@good'], 'a failed revert leaves the volume alone');
   await t.rejects(driver.revertToSnapshot({}, { name: 'nope' }, { volumeName: 'nope', name: 'good' }), NoVdiError);
@@ -369,7 +401,10 @@ t.test('copyImageToVolume / copyVolumeToImage round trip, sparse', async (t) => 
   const info = await client.getVdi('vol');
   t.equal(info.size, 32 * MiB, 'the volume keeps its size');
   t.ok(info.used <= 12 * MiB, `zero blocks are not stored (${info.used} bytes used)`);
-  t.ok((await readAll(client, 'vol', 30 * MiB, MiB)).equals(Buffer.alloc(MiB)), 'the old volume was replaced, not overwritten');
+  t.ok(
+    (await readAll(client, 'vol', 30 * MiB, MiB)).equals(Buffer.alloc(MiB)),
+    'the old volume was replaced, not overwritten',
+  );
 
   const out = sink();
   const back = await driver.copyVolumeToImage({ name: 'vol' }, out.stream);
@@ -394,7 +429,9 @@ t.test('copyImageToVolume / copyVolumeToImage round trip, sparse', async (t) => 
 t.test('copyImageToVolume refuses images that do not fit, and leaves no volume behind', async (t) => {
   const { driver, client } = await setup(t);
   await t.rejects(
-    driver.copyImageToVolume({ name: 'small', sizeBytes: 4 * MiB }, Readable.from(chunks(8 * MiB, 1)), { imageSize: 8 * MiB }),
+    driver.copyImageToVolume({ name: 'small', sizeBytes: 4 * MiB }, Readable.from(chunks(8 * MiB, 1)), {
+      imageSize: 8 * MiB,
+    }),
     ImageTooLargeError,
     'known image size: refused before anything is created',
   );
@@ -406,9 +443,16 @@ t.test('copyImageToVolume refuses images that do not fit, and leaves no volume b
   t.ok(e instanceof InvalidArgumentError, 'an InvalidArgumentError');
   t.equal((e as ImageTooLargeError).volumeSize, 4 * MiB);
   t.same(await names(client), [], 'the half-written volume was deleted');
-  await t.rejects(driver.copyImageToVolume({ name: 'nosize' }, Readable.from(chunks(MiB, 1))), InvalidArgumentError, 'no size');
+  await t.rejects(
+    driver.copyImageToVolume({ name: 'nosize' }, Readable.from(chunks(MiB, 1))),
+    InvalidArgumentError,
+    'no size',
+  );
   await t.rejects(driver.copyImageToVolume({ name: 'x', size: 1 }, 'not a stream' as never), InvalidArgumentError);
-  await t.rejects(driver.copyImageToVolume({ name: 'x', size: 1 }, Readable.from([]), { imageSize: -1 }), InvalidArgumentError);
+  await t.rejects(
+    driver.copyImageToVolume({ name: 'x', size: 1 }, Readable.from([]), { imageSize: -1 }),
+    InvalidArgumentError,
+  );
 });
 
 t.test('copyImageToVolume: a source that fails midway leaves no volume behind', async (t) => {

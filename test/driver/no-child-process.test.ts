@@ -20,7 +20,15 @@ function files(dir: string): string[] {
 const all = [...files(join(root, 'lib')), ...files(join(root, 'protocol'))];
 
 t.ok(all.length > 10, `${all.length} files checked`);
-t.ok(all.some((f) => f.endsWith(join('lib', 'driver.ts'))), 'the driver is among them');
-t.ok(all.some((f) => f.endsWith(join('lib', 'cli', 'main.ts'))), 'the CLI is among them');
-const offenders = all.filter((f) => /child_process|\bexecSync\b|\bspawnSync\b/.test(readFileSync(f, 'utf8'))).map((f) => relative(root, f));
+t.ok(
+  all.some((f) => f.endsWith(join('lib', 'driver.ts'))),
+  'the driver is among them',
+);
+t.ok(
+  all.some((f) => f.endsWith(join('lib', 'cli', 'main.ts'))),
+  'the CLI is among them',
+);
+const offenders = all
+  .filter((f) => /child_process|\bexecSync\b|\bspawnSync\b/.test(readFileSync(f, 'utf8')))
+  .map((f) => relative(root, f));
 t.same(offenders, [], 'no child_process (nor exec/spawn) anywhere in lib/ or protocol/');

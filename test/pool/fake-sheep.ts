@@ -9,14 +9,9 @@
 import net from 'node:net';
 import { Op, Result, SD_NODE_SIZE } from '../../protocol/constants.js';
 import { FrameDecoder } from '../../protocol/decoder.js';
-import {
-  type Request,
-  type Response,
-  decodeRequest,
-  encodeResponse,
-  responseFor,
-} from '../../protocol/header.js';
+import { type Request, type Response, decodeRequest, encodeResponse, responseFor } from '../../protocol/header.js';
 import { encodeSdNode } from '../../protocol/records.js';
+import type { Fault, FaultHandle } from '../../lib/sheep/types.js';
 
 export interface ReplyOptions {
   body?: Uint8Array;
@@ -74,8 +69,23 @@ export class FakeConn {
     this.sheep = sheep;
     this.id = id;
   }
+  private slow: Uint8Array[] = [];
   write(b: Uint8Array): void {
-    if (!this.socket.destroyed) this.socket.write(b);
+    if (this.slow.length > 0) this.slow.push(b);
+    else if (!this.socket.destroyed) this.socket.write(b);
+  }
+  /** Write pieces one per event-loop turn; later writes queue behind them. */
+  writeSlowly(pieces: Uint8Array[]): void {
+    const idle = this.slow.length === 0;
+    this.slow.push(...pieces);
+    if (!idle) return;
+    const next = (): void => {
+      const p = this.slow.shift();
+      if (p === undefined) return;
+      if (!this.socket.destroyed) this.socket.write(p);
+      if (this.slow.length > 0) setImmediate(next);
+    };
+    next();
   }
   destroy(): void {
     this.socket.destroy();
@@ -101,6 +111,8 @@ export interface FakeSheepOptions {
   /** Addresses GET_NODE_LIST answers with (default: this sheep only). */
   nodeList?: string[];
   port?: number;
+  /** Object store to use (share one between the fakes of a cluster). */
+  objects?: Map<bigint, Buffer>;
 }
 
 let connSerial = 0;
@@ -119,6 +131,13 @@ export class FakeSheep {
   seen: Request[] = [];
   /** Number of connections ever accepted. */
   accepted = 0;
+  /** Objects written (CREATE_AND_WRITE_OBJ / WRITE_OBJ), for reads back; may be shared by a cluster. */
+  readonly objects: Map<bigint, Buffer>;
+  /** Answer each tick's requests in reverse order. */
+  reorder = false;
+  private faults: { f: Fault; seen: number; applied: number }[] = [];
+  private reorderBatch: (() => void)[] = [];
+  private nextVid = 0x100;
   private waiters: { n: number; resolve: () => void }[] = [];
   private connWaiters: { n: number; resolve: () => void }[] = [];
 
@@ -127,6 +146,7 @@ export class FakeSheep {
     this.hold = o.hold ?? false;
     this.onRequest = o.onRequest;
     this.nodeList = o.nodeList;
+    this.objects = o.objects ?? new Map();
     this.server = net.createServer((s) => this.accept(s));
   }
 
@@ -163,9 +183,11 @@ export class FakeSheep {
           c.requests++;
           this.seen.push(req);
           const r = new FakeRequest(req, new Uint8Array(b), c);
-          if (this.onRequest) this.onRequest(r);
-          else if (this.hold) this.held.push(r);
-          else r.auto();
+          if (!this.applyFault(r)) {
+            if (this.onRequest) this.onRequest(r);
+            else if (this.hold) this.held.push(r);
+            else r.auto();
+          }
           this.wake();
         });
       } catch {
@@ -238,21 +260,104 @@ export class FakeSheep {
     const frame = Buffer.concat([h, body]);
     const split = o.split;
     if (split !== undefined && split > 0) {
-      let i = 0;
-      const next = (): void => {
-        if (i >= frame.length) return;
-        r.conn.write(frame.subarray(i, i + split));
-        i += split;
-        setImmediate(next);
-      };
-      next();
+      const pieces: Uint8Array[] = [];
+      for (let i = 0; i < frame.length; i += split) pieces.push(frame.subarray(i, i + split));
+      r.conn.writeSlowly(pieces);
     } else r.conn.write(frame);
   }
 
+  /** Install a fault (same semantics as the embedded sheep's `inject`). */
+  inject(f: Fault): FaultHandle {
+    const entry = { f, seen: 0, applied: 0 };
+    this.faults.push(entry);
+    return { remove: () => this.faults.splice(this.faults.indexOf(entry) >>> 0, 1) };
+  }
+
+  clearFaults(): void {
+    this.faults = [];
+  }
+
+  /** True when a fault took the request. */
+  private applyFault(r: FakeRequest): boolean {
+    for (const e of this.faults) {
+      const f = e.f;
+      if (f.opcode !== undefined && f.opcode !== r.opcode) continue;
+      e.seen++;
+      if (e.seen <= (f.after ?? 0)) continue;
+      if (f.times !== undefined && e.applied >= f.times) continue;
+      e.applied++;
+      switch (f.kind) {
+        case 'delay':
+          setTimeout(() => r.auto(), f.ms);
+          return true;
+        case 'stall':
+          return true;
+        case 'drop':
+          r.conn.destroy();
+          return true;
+        case 'dropMidFrame': {
+          const h = Buffer.alloc(48);
+          encodeResponse(
+            responseFor(r.header, Result.SUCCESS, { epoch: this.epoch, dataLength: r.header.dataLength }),
+            h,
+          );
+          r.conn.write(r.header.dataLength > 0 ? h : h.subarray(0, 20));
+          if (r.header.dataLength > 1) r.conn.write(Buffer.alloc(r.header.dataLength >> 1));
+          r.conn.socket.end();
+          return true;
+        }
+        case 'result':
+          r.reply(f.result);
+          return true;
+        case 'unknownId':
+          r.reply(Result.SUCCESS, { id: (r.id ^ 0x80000000) >>> 0 });
+          return true;
+        case 'corruptHeader':
+          r.conn.write(Buffer.alloc(48, 0xff));
+          return true;
+      }
+    }
+    return false;
+  }
+
   autoReply(r: FakeRequest): void {
+    if (this.reorder) {
+      const first = this.reorderBatch.length === 0;
+      this.reorderBatch.push(() => this.answer(r));
+      if (first) {
+        setImmediate(() => {
+          const batch = this.reorderBatch.reverse();
+          this.reorderBatch = [];
+          for (const fn of batch) fn();
+        });
+      }
+      return;
+    }
+    this.answer(r);
+  }
+
+  private answer(r: FakeRequest): void {
     const h = r.header;
-    if (h.opcode === Op.READ_OBJ && h.kind === 'obj') {
-      r.reply(Result.SUCCESS, { body: patternBody(h.oid, h.offset, h.dataLength) });
+    if (h.kind === 'obj' && (h.opcode === Op.CREATE_AND_WRITE_OBJ || h.opcode === Op.WRITE_OBJ)) {
+      let o = this.objects.get(h.oid);
+      if (o === undefined || h.opcode === Op.CREATE_AND_WRITE_OBJ)
+        o = Buffer.alloc(Math.max(h.offset + r.body.length, o?.length ?? 0));
+      if (o.length < h.offset + r.body.length)
+        o = Buffer.concat([o, Buffer.alloc(h.offset + r.body.length - o.length)]);
+      o.set(r.body, h.offset);
+      this.objects.set(h.oid, o);
+      r.reply(Result.SUCCESS);
+    } else if (h.opcode === Op.READ_OBJ && h.kind === 'obj') {
+      const o = this.objects.get(h.oid);
+      const body = o ? o.subarray(h.offset, h.offset + h.dataLength) : patternBody(h.oid, h.offset, h.dataLength);
+      r.reply(Result.SUCCESS, { body });
+    } else if (h.opcode === Op.NEW_VDI) {
+      const vid = this.nextVid++;
+      r.reply(Result.SUCCESS, {
+        patch: (rsp) => {
+          if (rsp.kind === 'vdi') rsp.vdiId = vid;
+        },
+      });
     } else if (h.opcode === Op.GET_NODE_LIST) {
       const list = this.nodeList ?? [this.address];
       const body = Buffer.alloc(list.length * SD_NODE_SIZE);

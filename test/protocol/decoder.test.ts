@@ -1,7 +1,9 @@
 // The FrameDecoder against every recorded real-sheep byte stream, split every
-// way: every offset of small streams, every offset near a frame boundary of
-// large ones, and random multi-way splits of all; plus the view/copy/target
-// rules of body delivery.
+// way: every offset of small streams (≤ 32 KiB); for large ones every offset
+// within ±64 bytes of a frame boundary plus 40 pseudo-random others, once per
+// distinct framing; random multi-way splits of all; plus the view/copy/target
+// rules of body delivery. Unrecorded reply bodies (> 8192 bytes) are zeros of
+// the recorded length, and only their length is compared.
 import t from 'tap';
 import fc from 'fast-check';
 import {
@@ -39,8 +41,12 @@ interface Stream {
   /** Own ArrayBuffer, byteOffset 0; unrecorded bodies are zeros. */
   bytes: Uint8Array;
   frames: ExpectedFrame[];
-  /** Identifies streams with identical bytes (same headers, same known bodies, same lengths). */
-  key: string;
+  /**
+   * The stream's framing: direction and body lengths. The decoder's state
+   * machine depends on nothing else, so two large streams with one framing
+   * are split at the same offsets only once.
+   */
+  framing: string;
 }
 
 const SMALL = 32 * 1024;
@@ -52,13 +58,13 @@ function buildStream(tr: Transcript, conn: number, dir: 'req' | 'rsp'): Stream |
   const total = recorded.reduce((n, f) => n + HEADER_SIZE + f.bodyLen, 0);
   const bytes = new Uint8Array(total);
   const frames: ExpectedFrame[] = [];
-  const keyParts: string[] = [dir];
+  const framing: number[] = [];
   let at = 0;
   for (const f of recorded) {
     bytes.set(f.hdr, at);
     if (f.body) bytes.set(f.body, at + HEADER_SIZE);
     frames.push({ hdr: f.hdr, at, bodyLen: f.bodyLen, known: f.body !== null, sha: f.bodySha256 });
-    keyParts.push(f.hdr.toString('hex'), String(f.bodyLen), f.body ? f.bodySha256 : 'zeros');
+    framing.push(f.bodyLen);
     at += HEADER_SIZE + f.bodyLen;
   }
   return {
@@ -66,7 +72,7 @@ function buildStream(tr: Transcript, conn: number, dir: 'req' | 'rsp'): Stream |
     direction: dir === 'req' ? 'request' : 'response',
     bytes,
     frames,
-    key: keyParts.join('/'),
+    framing: `${dir} ${framing.join(',')}`,
   };
 }
 
@@ -219,8 +225,8 @@ t.test('every recorded stream, split every way, yields the recorded frames', asy
     });
 
     const len = s.bytes.length;
-    const distinct = !seen.has(s.key);
-    seen.add(s.key);
+    const distinct = !seen.has(s.framing);
+    seen.add(s.framing);
     if (len <= SMALL) {
       // Every offset, and every byte its own chunk.
       for (let cut = 1; cut < len && problems.length < 5; cut++) {
@@ -232,7 +238,7 @@ t.test('every recorded stream, split every way, yields the recorded frames', asy
       const r = check(s, ones);
       if (r) problems.push(`1-byte chunks: ${r}`);
     } else if (distinct) {
-      // A byte-identical stream was already split at these offsets.
+      // (A stream with the same framing was already split at these offsets.)
       for (const cut of largeOffsets(s, seed)) {
         const r = check(s, [cut]);
         if (r) problems.push(`split at ${cut}: ${r}`);
@@ -242,15 +248,19 @@ t.test('every recorded stream, split every way, yields the recorded frames', asy
     }
     // Random multi-way splits (1-byte bursts included) for every stream.
     if (len > 1) {
-      fc.assert(
-        fc.property(cutsArb(s), (cuts) => check(s, cuts) === undefined),
-        { seed, numRuns: len <= SMALL ? 40 : 6 },
-      );
+      try {
+        fc.assert(
+          fc.property(cutsArb(s), (cuts) => check(s, cuts) === undefined),
+          { seed, numRuns: len <= SMALL ? 40 : 6 },
+        );
+      } catch (e) {
+        problems.push(`random splits: ${String(e).slice(0, 400)}`);
+      }
     }
     t.same(problems, [], `${s.label}: ${s.frames.length} frames, ${len} bytes`);
   }
   t.equal(streams, 118, 'all 118 streams (conn × direction) of the 18 transcripts');
-  t.ok(splits > 100_000, `${splits} two-way splits checked`);
+  t.ok(splits > 90_000, `${splits} two-way splits checked`);
 });
 
 // --------------------------------------------------------- unit behaviour

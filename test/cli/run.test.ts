@@ -1,0 +1,331 @@
+// runCli in-process (fake stdio): every command's help, argument handling,
+// error mapping and output formats, plus the pieces (exit codes, progress, formatting).
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import t from 'tap';
+import { Result } from '../../protocol/constants.js';
+import { commands } from '../../lib/cli/commands.js';
+import { CliError, ExitCode, UsageError, errorText, exitCodeFor } from '../../lib/cli/exit.js';
+import { formatDuration, formatSize, keyValues, table, toJson } from '../../lib/cli/format.js';
+import { createProgress } from '../../lib/cli/progress.js';
+import { type CliIO, cliClientOptions, runCli, version } from '../../lib/cli/run.js';
+import { ClusterNotReadyError } from '../../lib/driver.js';
+import {
+  AbortError,
+  ConnectionError,
+  InvalidArgumentError,
+  NoSpaceError,
+  NoVdiError,
+  SheepdogError,
+  SheepdogResponseError,
+  TimeoutError,
+  VdiExistsError,
+  responseError,
+} from '../../lib/errors.js';
+import { MiB, pattern, withCluster } from '../helpers/cluster.js';
+
+interface Run {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+function fakeIO(
+  input: Buffer | string = '',
+  opts: { tty?: boolean; signal?: AbortSignal; onListening?: (a: readonly string[]) => void } = {},
+) {
+  const out: Buffer[] = [];
+  let err = '';
+  const stdout = new PassThrough();
+  stdout.on('data', (b: Buffer) => out.push(b));
+  const stderr = Object.assign(new PassThrough(), { isTTY: opts.tty === true, columns: 100 });
+  stderr.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
+  const io: CliIO = { stdin: Readable.from([Buffer.from(input)]), stdout, stderr, env: {} };
+  if (opts.signal) io.signal = opts.signal;
+  if (opts.onListening) io.onListening = opts.onListening;
+  return { io, result: (code: number): Run => ({ code, stdout: Buffer.concat(out), stderr: err }) };
+}
+
+async function run(args: string[], input?: Buffer | string, tty = false): Promise<Run> {
+  const f = fakeIO(input, { tty });
+  const code = await runCli(args, f.io);
+  await new Promise((r) => setImmediate(r));
+  return f.result(code);
+}
+
+t.test('help for every command, and for the groups', async (t) => {
+  for (const c of commands) {
+    const r = await run([...c.path, '--help']);
+    t.equal(r.code, 0, `${c.path.join(' ')} --help`);
+    t.match(r.stdout.toString(), `Usage: sheepdog`);
+    t.match(r.stdout.toString(), c.path.join(' '));
+    const h = await run(['help', ...c.path]);
+    t.equal(h.stdout.toString(), r.stdout.toString(), `help ${c.path.join(' ')}`);
+  }
+  for (const g of [['vdi'], ['vdi', 'lock'], ['node'], ['cluster']]) {
+    const r = await run([...g, '--help']);
+    t.equal(r.code, 0);
+    t.match(r.stdout.toString(), /Subcommands:/);
+    t.equal((await run(['help', ...g])).code, 0);
+  }
+  t.match((await run(['help'])).stdout.toString(), /Commands:/);
+  t.match((await run(['-h'])).stdout.toString(), /Commands:/);
+  t.match((await run(['--help', 'vdi', 'list'])).stdout.toString(), /vdi list/, 'global --help before the command');
+  t.equal((await run(['help', 'nope'])).code, 64);
+  t.match((await run(['-V'])).stdout.toString(), version());
+  t.match(version(), /^\d+\.\d+\.\d+/);
+});
+
+t.test('usage errors', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [[], /no command given/],
+    [['nope'], /unknown command "nope"/],
+    [['vdi'], /vdi: missing subcommand/],
+    [['vdi', 'frob'], /unknown subcommand "frob"/],
+    [['vdi', 'create', 'x'], /missing arguments/],
+    [['vdi', 'delete', 'a', 'b'], /too many arguments/],
+    [['vdi', 'create', 'x', 'ten'], /SIZE: cannot parse/],
+    [['vdi', 'list', '--frob'], /Unknown option '--frob'/],
+    [['vdi', 'delete', 'x', '--json'], /has no --json output/],
+    [['--timeout', 'soon', 'vdi', 'list'], /--timeout must be milliseconds/],
+    [['-a', 'host:notaport', 'vdi', 'list'], /invalid port/],
+    [['--bogus', 'vdi', 'list'], /Unknown option/],
+    [['vdi', 'clone', 'a', 'b'], /needs --snapshot/],
+    [['vdi', 'rollback', 'a'], /needs --snapshot/],
+    [['vdi', 'create', 'x', '1G', '-z', 'big'], /--block-size-shift must be a whole number/],
+    [['vdi', 'setattr', 'x', 'k', 'v', '--delete'], /takes no VALUE/],
+    [['serve', '--port', '70000'], /--port must be/],
+    [['serve', '--port', '65535', '--nodes', '3'], /passes port 65535/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await run(args);
+    t.equal(r.code, ExitCode.USAGE, `${args.join(' ')}: 64`);
+    t.match(r.stderr, re);
+    t.match(r.stderr, /^sheepdog/);
+  }
+});
+
+t.test('commands against a cluster, in-process', async (t) => {
+  const { sheep, client } = await withCluster(t);
+  const a = ['-a', sheep.addresses.join(',')];
+  const dir = mkdtempSync(join(tmpdir(), 'sheepdog-run-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+  t.equal((await run([...a, 'vdi', 'create', 'v', '8M', '--prealloc', '--copies', '2:1'])).code, 0);
+  const info = JSON.parse((await run([...a, '--json', 'vdi', 'info', 'v'])).stdout.toString()) as {
+    redundancy: string;
+    used: number;
+  };
+  t.equal(info.redundancy, '2:1');
+  t.equal(info.used, 8 * MiB);
+  const text = (await run([...a, 'vdi', 'info', 'v'])).stdout.toString();
+  t.match(text, /Redundancy: +erasure code 2:1/);
+  t.match(text, /Layout: +flat/);
+
+  // write/read with offsets in suffix form
+  const data = pattern(3 * MiB, 9);
+  t.equal((await run([...a, 'vdi', 'write', 'v', '1M'], data)).code, 0);
+  t.ok((await run([...a, 'vdi', 'read', 'v', '1M', '3M'])).stdout.equals(data));
+  t.equal((await run([...a, 'vdi', 'read', 'v', '0', '0'])).stdout.length, 0, 'LEN 0');
+  t.equal((await run([...a, 'vdi', 'write', 'v', '0', '0'], 'xyz')).code, 0, 'LEN 0 writes nothing');
+
+  // import/export with a progress bar on a (fake) terminal
+  const file = join(dir, 'in.raw');
+  writeFileSync(file, Buffer.concat([pattern(MiB, 1), Buffer.alloc(2 * MiB), pattern(MiB, 2)]));
+  const imp = await run([...a, 'vdi', 'import', 'w', file], '', true);
+  t.equal(imp.code, 0, imp.stderr);
+  t.match(imp.stderr, /import w \[#+\] 100% 4\.0 MiB \/ 4\.0 MiB/, 'progress bar on a TTY');
+  const outFile = join(dir, 'out.raw');
+  const exp = await run([...a, 'vdi', 'export', 'w', outFile], '', true);
+  t.equal(exp.code, 0, exp.stderr);
+  t.match(exp.stderr, /export w \[#+\] 100%/);
+  t.ok(readFileSync(outFile).equals(readFileSync(file)));
+  const np = await run([...a, 'vdi', 'export', 'w', outFile, '--no-progress'], '', true);
+  t.equal(np.stderr, '', '--no-progress');
+  // import into an existing VDI from stdin
+  t.equal((await run([...a, 'vdi', 'import', 'w', '-'], pattern(MiB, 3))).code, 0);
+  t.ok((await run([...a, 'vdi', 'read', 'w', '0', '1M'])).stdout.equals(pattern(MiB, 3)));
+  t.equal((await run([...a, 'vdi', 'import', 'new', '-'], 'x')).code, ExitCode.NOT_FOUND, 'stdin import needs the VDI');
+  const empty = join(dir, 'empty.raw');
+  writeFileSync(empty, '');
+  t.equal((await run([...a, 'vdi', 'import', 'e', empty])).code, ExitCode.USAGE, 'empty file');
+  t.equal((await run([...a, 'vdi', 'import', 'e', dir])).code, ExitCode.USAGE, 'a directory');
+  t.equal(
+    (await run([...a, 'vdi', 'export', 'w', join(dir, 'no', 'such', 'dir.raw')])).code,
+    ExitCode.FAILURE,
+    'cannot create',
+  );
+
+  // failed import of a new VDI deletes it (input larger than the file said: stdin is not used, so shrink the file under it)
+  t.notOk(
+    (await client.listVdis()).some((v) => v.name === 'e'),
+    'no VDI from failed imports',
+  );
+
+  // lock list on a cluster without locking
+  t.same(JSON.parse((await run([...a, 'vdi', 'lock', 'list', '--json'])).stdout.toString()), []);
+  t.equal((await run([...a, 'vdi', 'lock', 'unlock', 'v'])).code, 0, 'unlocking an unlocked VDI is fine');
+
+  // cluster info text form
+  t.match((await run([...a, 'cluster', 'info'])).stdout.toString(), /VDI locking: +off/);
+  // env nodes
+  const f = fakeIO();
+  f.io.env = { SHEEPDOG_NODES: sheep.addresses.join(' ') };
+  t.equal(await runCli(['node', 'list'], f.io), 0, 'SHEEPDOG_NODES, space separated');
+});
+
+t.test('serve in-process, stopped by the signal', async (t) => {
+  const ac = new AbortController();
+  let addrs: readonly string[] = [];
+  const f = fakeIO('', {
+    signal: ac.signal,
+    onListening: (a) => {
+      addrs = a;
+      ac.abort();
+    },
+  });
+  const code = await runCli(
+    ['serve', '--port', '0', '--nodes', '1', '--lock', '--unformatted', '-z', '21', '--host', '127.0.0.1'],
+    f.io,
+  );
+  t.equal(code, 0);
+  t.equal(addrs.length, 1);
+  const r = f.result(code);
+  t.equal(r.stdout.toString(), `${addrs[0]}\n`, 'addresses on stdout');
+  t.match(r.stderr, /serving 1 node \(unformatted\)/);
+
+  // an unformatted cluster: cluster info exits 2 and says why
+  const sheepDir = mkdtempSync(join(tmpdir(), 'sheepdog-serve-'));
+  t.teardown(() => rmSync(sheepDir, { recursive: true, force: true }));
+  const ac2 = new AbortController();
+  let info: Run | undefined;
+  const g = fakeIO('', {
+    signal: ac2.signal,
+    onListening: (a) => {
+      run(['-a', a.join(','), 'cluster', 'info']).then((r) => {
+        info = r;
+        ac2.abort();
+      });
+    },
+  });
+  t.equal(
+    await runCli(['serve', '--port', '0', '--nodes', '1', '--unformatted', '--dir', sheepDir, '--json'], g.io),
+    0,
+  );
+  t.ok(info);
+  t.not(info?.code, 0, 'cluster info of an unformatted cluster fails');
+  t.equal(info?.code, ExitCode.UNAVAILABLE);
+});
+
+t.test('exit codes by error class', async (t) => {
+  t.equal(exitCodeFor(new UsageError('x')), 64);
+  t.equal(exitCodeFor(new CliError('x', 7)), 7);
+  t.equal(exitCodeFor(new NoVdiError('v')), ExitCode.NOT_FOUND);
+  t.equal(exitCodeFor(responseError(Result.NO_TAG)), ExitCode.NOT_FOUND);
+  t.equal(exitCodeFor(responseError(Result.NO_OBJ)), ExitCode.NOT_FOUND);
+  t.equal(exitCodeFor(new VdiExistsError('v')), ExitCode.EXISTS);
+  t.equal(exitCodeFor(new NoSpaceError()), ExitCode.FULL);
+  t.equal(exitCodeFor(responseError(Result.FULL_VDI)), ExitCode.FULL);
+  t.equal(exitCodeFor(responseError(Result.WAIT_FOR_FORMAT)), ExitCode.UNAVAILABLE);
+  t.equal(exitCodeFor(responseError(Result.SHUTDOWN)), ExitCode.UNAVAILABLE);
+  t.equal(exitCodeFor(responseError(Result.INVALID_PARMS)), ExitCode.USAGE);
+  t.equal(exitCodeFor(responseError(Result.EIO)), ExitCode.FAILURE);
+  t.equal(exitCodeFor(new ConnectionError('refused', 'h:1', { reason: 'connect' })), ExitCode.UNAVAILABLE);
+  t.equal(exitCodeFor(new TimeoutError()), ExitCode.UNAVAILABLE);
+  t.equal(exitCodeFor(new ClusterNotReadyError('x', 'unformatted')), ExitCode.UNAVAILABLE);
+  t.equal(exitCodeFor(new InvalidArgumentError('x')), ExitCode.USAGE);
+  t.equal(exitCodeFor(new AbortError()), ExitCode.INTERRUPTED);
+  t.equal(exitCodeFor(new SheepdogError('x')), ExitCode.FAILURE);
+  t.equal(exitCodeFor(Object.assign(new Error('x'), { code: 'ENOENT' })), ExitCode.NOT_FOUND);
+  t.equal(exitCodeFor(Object.assign(new Error('x'), { code: 'EEXIST' })), ExitCode.EXISTS);
+  t.equal(exitCodeFor(Object.assign(new Error('x'), { code: 'ENOSPC' })), ExitCode.FULL);
+  t.equal(exitCodeFor(Object.assign(new Error('x'), { code: 'ABORT_ERR' })), ExitCode.INTERRUPTED);
+  t.equal(exitCodeFor('weird'), ExitCode.FAILURE);
+});
+
+t.test('error text', async (t) => {
+  t.equal(errorText(new NoVdiError('VDI x')), 'No VDI found (NO_VDI)', 'generic context dropped');
+  t.equal(errorText(new SheepdogResponseError(Result.VDI_EXIST, 'create VDI x')), 'VDI exists already (VDI_EXIST)');
+  t.equal(
+    errorText(new SheepdogResponseError(Result.NO_TAG, 'snapshot t of VDI x')),
+    'snapshot t of VDI x: Failed to find requested tag (NO_TAG)',
+    'informative context kept',
+  );
+  t.equal(errorText(new SheepdogResponseError(Result.EIO)), 'I/O error (EIO)');
+  t.match(
+    errorText(new ConnectionError('no node', undefined, { reason: 'no-node' })),
+    /^cannot reach the cluster: no node/,
+  );
+  t.equal(errorText(Object.assign(new Error('open failed'), { code: 'EACCES' })), 'open failed (EACCES)');
+  t.equal(errorText(42), '42');
+});
+
+t.test('formatting helpers and the progress line', async (t) => {
+  t.equal(formatSize(512), '512 B');
+  t.equal(formatSize(4 * 2 ** 30), '4.0 GiB');
+  t.equal(formatSize(1536), '1.5 KiB');
+  t.equal(formatDuration(12.4), '12 ms');
+  t.equal(formatDuration(1500), '1.50 s');
+  t.equal(formatDuration(25_000), '25.0 s');
+  t.equal(
+    table(
+      ['A', 'Bee'],
+      [
+        ['1', '2'],
+        ['333', '4'],
+      ],
+      ['right'],
+    ),
+    '  A  Bee\n  1  2\n333  4\n',
+  );
+  t.equal(
+    keyValues([
+      ['a', '1'],
+      ['long', '2'],
+    ]),
+    'a:    1\nlong: 2\n',
+  );
+  t.equal(toJson({ n: 1n, d: new Date(0) }), '{\n  "n": 1,\n  "d": "1970-01-01T00:00:00.000Z"\n}\n');
+
+  let written = '';
+  const tty = Object.assign(new PassThrough(), { isTTY: true, columns: 40 });
+  tty.on('data', (b: Buffer) => {
+    written += b.toString();
+  });
+  const p = createProgress('copy', 100, tty);
+  p.update(50);
+  p.stop(false);
+  await new Promise((r) => setImmediate(r));
+  t.ok(written.endsWith('\r\x1b[K'), 'a failed transfer clears the line');
+  t.ok(
+    written.split('\r').every((l) => l.replace('\x1b[K', '').length <= 39),
+    'fits the terminal',
+  );
+  const off = createProgress('copy', 100, new PassThrough());
+  off.update(1);
+  off.stop(true);
+  t.pass('no-op when not a TTY');
+});
+
+t.test('client options fail fast', async (t) => {
+  const o = cliClientOptions(['127.0.0.1:7000'], 5000);
+  t.equal(o.requestTimeout, 5000);
+  t.equal(o.connectTimeout, 5000);
+  const rs = o.reconnectStrategy as (n: number) => number | false;
+  t.equal(typeof rs(0), 'number');
+  t.equal(rs(2), false, 'a node is given up after three failed attempts');
+});
+
+t.test('errors of commands map to codes in-process too', async (t) => {
+  const { sheep } = await withCluster(t);
+  const a = ['-a', sheep.addresses.join(',')];
+  const r = await run([...a, 'vdi', 'info', 'nosuch']);
+  t.equal(r.code, ExitCode.NOT_FOUND);
+  t.equal(r.stderr, 'sheepdog: vdi info nosuch: No VDI found (NO_VDI)\n');
+  t.equal((await run([...a, 'vdi', 'create', 'big', '2P'])).code, ExitCode.USAGE, 'too large');
+  t.ok(new InvalidArgumentError('x') instanceof SheepdogError);
+});
