@@ -75,7 +75,7 @@ export interface ClientOptions extends PoolOptions {
   transport?: Transport;
   /** Object requests in flight per VDI call (default 16). */
   maxConcurrency?: number;
-  /** Re-issues of a write that keeps meeting snapshots (default 8). */
+  /** Re-issues of a write that keeps meeting snapshots (default 16). */
   readonlyRetries?: number;
   /** Index slots zeroed per WRITE_OBJ when deleting (default 128, as dog). */
   deleteBatch?: number;
@@ -198,7 +198,7 @@ export class SheepdogClient {
     this.ownsTransport = opts.transport === undefined;
     this.transport = opts.transport ?? new SheepdogPool(opts);
     this.maxConcurrency = opts.maxConcurrency ?? 16;
-    this.readonlyRetries = opts.readonlyRetries ?? 8;
+    this.readonlyRetries = opts.readonlyRetries ?? 16;
     this.deleteBatch = opts.deleteBatch ?? 128;
     checkBytes(this.maxConcurrency, 'maxConcurrency', { min: 1 });
     checkBytes(this.deleteBatch, 'deleteBatch', { min: 1 });

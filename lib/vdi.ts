@@ -178,11 +178,12 @@ export class Vdi {
   }
 
   /** Read `length` bytes at `offset`. Holes read as zeros. */
-  read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number): Promise<Buffer> {
     this.checkOpen();
     this.checkRange(offset, length);
     const out = Buffer.allocUnsafe(length);
-    return this.track(this.readInto(out, offset).then(() => out));
+    await this.track(this.readInto(out, offset));
+    return out;
   }
 
   /** Read into `buf` (all of it) from `offset`. */
@@ -204,7 +205,7 @@ export class Vdi {
   }
 
   /** Write all of `data` at `offset`. */
-  write(data: Uint8Array, offset: number): Promise<void> {
+  async write(data: Uint8Array, offset: number): Promise<void> {
     this.checkOpen();
     if (!(data instanceof Uint8Array)) throw new InvalidArgumentError('data must be a Buffer or Uint8Array');
     this.checkRange(offset, data.length);
@@ -363,7 +364,7 @@ export class Vdi {
    * by sheep); partial objects that are allocated get zeros written. The
    * range reads as zeros afterwards.
    */
-  discard(offset: number, length: number): Promise<void> {
+  async discard(offset: number, length: number): Promise<void> {
     this.checkOpen();
     this.checkRange(offset, length);
     if (this.snapshot) throw new ReadOnlyError(`VDI ${this.name} is open as a snapshot`);
