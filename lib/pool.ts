@@ -200,9 +200,21 @@ class Fifo<T> {
     const r = this.a.slice(this.head);
     this.a = [];
     this.head = 0;
+    this.dead = 0;
     return r;
   }
+  /** Entries that left the queue in place (settled while queued); dropped in bulk. */
+  dead = 0;
+  /** Note one dead entry; compact when they are the majority (bounded memory for long waits). */
+  died(live: (x: T) => boolean): void {
+    if (++this.dead < 1024 || this.dead * 2 < this.size) return;
+    this.a = this.a.slice(this.head).filter(live);
+    this.head = 0;
+    this.dead = 0;
+  }
 }
+
+const isQueued = (pr: PoolRequest): boolean => pr.phase === P_QUEUED;
 
 class PoolNode {
   readonly key: string;
@@ -401,6 +413,8 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   private rr = 0;
   private readonly queue = new Fifo<PoolRequest>();
   private queued = 0;
+  /** Live requests in the global queue (`queued` minus the pinned ones). */
+  private globalQueued = 0;
   private active = 0;
   private readonly backoff = new Set<PoolRequest>();
   private started = false;
@@ -472,7 +486,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
    */
   get busy(): boolean {
     if (this.closing) return true;
-    if (this.queued === 0) {
+    if (this.globalQueued === 0) {
       for (const c of this.readyConns) if (c.available > 0) return false;
     }
     this.needDrain = true;
@@ -620,7 +634,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       }
       return best;
     }
-    if (this.queue.size > 0 && !retry) return undefined; // first come, first served
+    if (this.globalQueued > 0 && !retry) return undefined; // first come, first served
     const list = this.readyConns;
     const n = list.length;
     if (n === 0) return undefined;
@@ -665,6 +679,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     else q.push(pr);
     this.queued++;
     if (target !== undefined) target.pinnedCount++;
+    else this.globalQueued++;
     this.needDrain = true;
     if (!this.started) this.start();
   }
@@ -706,6 +721,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       if (pr.phase !== P_QUEUED) continue; // settled while queued (already uncounted)
       this.queued--;
       if (node !== undefined) node.pinnedCount--;
+      else this.globalQueued--;
       pr.phase = P_SENT;
       pr.sends++;
       conn.send(pr);
@@ -716,7 +732,13 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   _settled(pr: PoolRequest, was: number): void {
     if (was === P_QUEUED) {
       this.queued--;
-      if (pr.pinned !== undefined) pr.pinned.pinnedCount--;
+      if (pr.pinned !== undefined) {
+        pr.pinned.pinnedCount--;
+        pr.pinned.pinned.died(isQueued);
+      } else {
+        this.globalQueued--;
+        this.queue.died(isQueued);
+      }
     } else if (was === P_BACKOFF) {
       this.backoff.delete(pr);
     }
@@ -865,9 +887,9 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     if (this.queued > 0) {
       const node = this.owner.get(c);
       if (node !== undefined && node.pinnedCount > 0) this.drainOnto(node.pinned, c, node);
-      if (this.queue.size > 0) this.drainOnto(this.queue, c, undefined);
+      if (this.globalQueued > 0) this.drainOnto(this.queue, c, undefined);
     }
-    if (this.needDrain && this.queued === 0 && c.available > 0 && !this.closing) {
+    if (this.needDrain && this.globalQueued === 0 && c.available > 0 && !this.closing) {
       this.needDrain = false;
       this.emit('drain');
     }
@@ -908,7 +930,10 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   }
 
   private scheduleReconnect(node: PoolNode, err: Error): void {
-    if (node.timer !== undefined) return;
+    if (node.timer !== undefined) {
+      this.checkConnectWaiters();
+      return;
+    }
     let next: number | false | Error;
     const s = this.reconnectStrategy;
     if (s === false) next = false;
@@ -1122,6 +1147,8 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       n.timer = undefined;
     }
     const conns = [...this.owner.keys()];
+    // Nothing was sent on a connection still connecting: do not wait for it.
+    for (const c of conns) if (c.state === 'connecting') c.destroy();
     void Promise.all(conns.map((c) => c.close())).then(() => {
       const r = this.closeResolve;
       this.closeResolve = undefined;

@@ -314,11 +314,13 @@ export class Vdi {
           cowOid: slot === 0 ? 0n : vidToDataOid(slot, p.idx),
           policy: this.policy,
         });
-        if (r === Result.SUCCESS && this.header.vdiId === vid) {
-          this.index.set(p.idx, vid);
-          created.push(p.idx);
-          this.unconfirmed.set(p.idx, confirmed);
-        }
+        if (r !== Result.SUCCESS) return r;
+        // Reloaded while we created: the object is in the old vid, which the
+        // new working VDI's index may not name. Redo the write against it.
+        if (this.header.vdiId !== vid) return Result.READONLY;
+        this.index.set(p.idx, vid);
+        created.push(p.idx);
+        this.unconfirmed.set(p.idx, confirmed);
         return r;
       } finally {
         this.gates.delete(p.idx);

@@ -276,7 +276,7 @@ export const commands: CommandSpec[] = [
   {
     path: ['vdi', 'read'],
     args: 'NAME [OFFSET [LEN]]',
-    summary: 'write LEN bytes of the VDI from OFFSET to stdout (default: all of it)',
+    summary: 'copy LEN bytes of the VDI from OFFSET to stdout (default: all of it)',
     description: 'OFFSET and LEN take K, M, G suffixes. Unallocated ranges read as zeros.',
     options: { snapshot: SNAPSHOT },
     min: 1,
@@ -304,7 +304,7 @@ export const commands: CommandSpec[] = [
   {
     path: ['vdi', 'write'],
     args: 'NAME [OFFSET [LEN]]',
-    summary: 'write stdin into the VDI at OFFSET (LEN bytes at most; default: until end of input)',
+    summary: 'copy stdin into the VDI at OFFSET (LEN bytes at most; default: until end of input)',
     description: 'OFFSET and LEN take K, M, G suffixes. Input past the end of the VDI is an error.',
     min: 1,
     max: 3,

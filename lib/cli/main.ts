@@ -11,12 +11,15 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
-runCli(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    process.stderr.write(`sheepdog: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
-    process.exitCode = 1;
-  },
-);
+/** Exit once stdout and stderr have flushed what was written (a pipe may still be draining). */
+function exit(code: number): void {
+  process.exitCode = code;
+  process.stdout.write('', () => {
+    process.stderr.write('', () => process.exit(code));
+  });
+}
+
+runCli(process.argv.slice(2)).then(exit, (e: unknown) => {
+  process.stderr.write(`sheepdog: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+  exit(1);
+});

@@ -1,5 +1,5 @@
 /** `sheepdog serve`: the embedded sheep cluster in the foreground, until Ctrl-C / SIGTERM. */
-import { startMemorySheep } from '../sheep/index.js';
+import { serveMemorySheep } from '../sheep/index.js';
 import type { MemorySheepOptions } from '../sheep/types.js';
 import { UsageError } from './exit.js';
 import { toJson } from './format.js';
@@ -11,25 +11,6 @@ function num(v: string | undefined, name: string, min: number, max: number): num
     throw new UsageError(`--${name} must be a whole number in ${min}..${max}, got ${JSON.stringify(v)}`);
   }
   return Number(v);
-}
-
-/** Resolves when `signal` fires, or on SIGINT/SIGTERM of the process when there is none. */
-function stopped(signal: AbortSignal | undefined): Promise<string> {
-  if (signal) {
-    return new Promise((resolve) => {
-      if (signal.aborted) resolve('abort');
-      else signal.addEventListener('abort', () => resolve('abort'), { once: true });
-    });
-  }
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(sig);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
 }
 
 export const serveCommand: CommandSpec = {
@@ -72,21 +53,41 @@ export const serveCommand: CommandSpec = {
     if (o.port !== 0 && (o.port ?? 0) + (o.nodes ?? 3) - 1 > 65535)
       throw new UsageError('--port + --nodes passes port 65535');
 
-    const sheep = await startMemorySheep(o);
-    const stop = stopped(ctx.io.signal);
+    // Stop on the caller's signal (tests, embedding) or on SIGINT / SIGTERM.
+    const ac = new AbortController();
+    let why = '';
+    const onSignal = (sig: NodeJS.Signals): void => {
+      why = `${sig}: `;
+      ac.abort();
+    };
+    const outer = ctx.io.signal;
+    const onOuter = (): void => ac.abort();
+    if (outer) {
+      if (outer.aborted) ac.abort();
+      else outer.addEventListener('abort', onOuter, { once: true });
+    } else {
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    }
+    ac.signal.addEventListener('abort', () => ctx.note(`sheepdog: ${why}stopping`), { once: true });
     try {
-      const addresses = [...sheep.addresses];
-      if (ctx.json) ctx.out(toJson({ addresses, copies: o.copies ?? 3, lock: o.lock ?? false }));
-      else ctx.out(`${addresses.join('\n')}\n`);
-      ctx.note(
-        `sheepdog: serving ${addresses.length} node${addresses.length === 1 ? '' : 's'}` +
-          `${o.unformatted ? ' (unformatted)' : ''}; try: sheepdog -a ${addresses.join(',')} cluster info; Ctrl-C stops`,
-      );
-      ctx.io.onListening?.(addresses);
-      const why = await stop;
-      ctx.note(`sheepdog: ${why === 'abort' ? 'stopping' : `${why}: stopping`}`);
+      await serveMemorySheep(o, {
+        signal: ac.signal,
+        onListening: (list) => {
+          const addresses = [...list];
+          if (ctx.json) ctx.out(toJson({ addresses, copies: o.copies ?? 3, lock: o.lock ?? false }));
+          else ctx.out(`${addresses.join('\n')}\n`);
+          ctx.note(
+            `sheepdog: serving ${addresses.length} node${addresses.length === 1 ? '' : 's'}` +
+              `${o.unformatted ? ' (unformatted)' : ''}; try: sheepdog -a ${addresses.join(',')} cluster info; Ctrl-C stops`,
+          );
+          ctx.io.onListening?.(addresses);
+        },
+      });
     } finally {
-      await sheep.close();
+      outer?.removeEventListener('abort', onOuter);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     }
     return 0;
   },

@@ -14,29 +14,14 @@ export const CHUNK_SHIFT = 16;
 export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_SIZE - 1;
 
-/** True when every byte of `b` is zero. */
+const ZEROS = Buffer.alloc(CHUNK_SIZE);
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** True when every byte of `b` is zero (memcmp against a zero page, CHUNK_SIZE at a time). */
 export function isZero(b: Uint8Array): boolean {
-  const n = b.length;
-  let i = 0;
-  const base = b.byteOffset;
-  while (i < n && (base + i) & 7) {
-    if (b[i] !== 0) return false;
-    i++;
-  }
-  const words = (n - i) >>> 3;
-  if (words > 0) {
-    const w = new Float64Array(b.buffer, base + i, words);
-    // A float is 0 or -0 exactly when its bits are all zero or only the sign
-    // bit: check the sign with Object.is on the rare -0.
-    for (let k = 0; k < words; k++) {
-      const v = w[k] as number;
-      if (v !== 0 || Object.is(v, -0)) return false;
-    }
-    i += words * 8;
-  }
-  while (i < n) {
-    if (b[i] !== 0) return false;
-    i++;
+  for (let o = 0; o < b.length; o += CHUNK_SIZE) {
+    const n = Math.min(CHUNK_SIZE, b.length - o);
+    if (Buffer.compare(b.subarray(o, o + n), ZEROS.subarray(0, n)) !== 0) return false;
   }
   return true;
 }
@@ -132,7 +117,10 @@ export class SparseObject {
     if (within + 4 <= CHUNK_SIZE) {
       const c = this.chunks.get(Math.floor(off / CHUNK_SIZE));
       if (!c) return 0;
-      return ((c[within] as number) | ((c[within + 1] as number) << 8) | ((c[within + 2] as number) << 16)) + (c[within + 3] as number) * 0x1000000;
+      return (
+        ((c[within] as number) | ((c[within + 1] as number) << 8) | ((c[within + 2] as number) << 16)) +
+        (c[within + 3] as number) * 0x1000000
+      );
     }
     const b = this.read(off, 4);
     return ((b[0] as number) | ((b[1] as number) << 8) | ((b[2] as number) << 16)) + (b[3] as number) * 0x1000000;
@@ -151,9 +139,20 @@ export class SparseObject {
       const hi = Math.min(cStart + CHUNK_SIZE, end);
       if (lo >= hi) continue;
       const c = this.chunks.get(ci) as Uint8Array;
+      if (LITTLE_ENDIAN && c.byteOffset % 4 === 0 && (lo - cStart) % 4 === 0) {
+        const w32 = new Uint32Array(c.buffer, c.byteOffset + (lo - cStart), (hi - lo) >>> 2);
+        const base = (lo - start) / 4;
+        for (let k = 0; k < w32.length; k++) {
+          const v = w32[k] as number;
+          if (v !== 0) fn(base + k, v);
+        }
+        continue;
+      }
       for (let p = lo; p < hi; p += 4) {
         const w = p - cStart;
-        const v = ((c[w] as number) | ((c[w + 1] as number) << 8) | ((c[w + 2] as number) << 16)) + (c[w + 3] as number) * 0x1000000;
+        const v =
+          ((c[w] as number) | ((c[w + 1] as number) << 8) | ((c[w + 2] as number) << 16)) +
+          (c[w + 3] as number) * 0x1000000;
         if (v !== 0) fn((p - start) / 4, v);
       }
     }
@@ -180,7 +179,8 @@ export class SparseObject {
 /** Sees every mutation of the store (directory persistence). */
 export interface StoreBackend {
   created(oid: bigint, obj: SparseObject): void;
-  written(oid: bigint, obj: SparseObject, off: number, data: Uint8Array): void;
+  /** [off, off + len) of `obj` changed. */
+  written(oid: bigint, obj: SparseObject, off: number, len: number): void;
   removed(oid: bigint): void;
   cleared(): void;
 }
@@ -215,15 +215,8 @@ export class ObjectStore {
   /** Create (or replace, as sheep's rename does) an object of `size` bytes holding `data` at `off`. */
   create(oid: bigint, size: number, off: number, data: Uint8Array): StoreResult {
     const obj = new SparseObject(size);
-    const old = this.objects.get(oid);
-    const need = obj.newChunks(off, data) * CHUNK_SIZE - (old?.allocated ?? 0);
-    if (need > 0 && this.bytes + need > this.maxBytes) return 'no_space';
     obj.write(off, data);
-    if (old) this.bytes -= old.allocated;
-    this.bytes += obj.allocated;
-    this.objects.set(oid, obj);
-    this.backend?.created(oid, obj);
-    return 'ok';
+    return this.put(oid, obj);
   }
 
   /** Put an object as is (loading from disk); no backend call. */
@@ -237,10 +230,49 @@ export class ObjectStore {
   write(oid: bigint, off: number, data: Uint8Array): StoreResult {
     const obj = this.objects.get(oid);
     if (!obj) return 'no_obj';
-    const need = obj.newChunks(off, data) * CHUNK_SIZE;
-    if (need > 0 && this.bytes + need > this.maxBytes) return 'no_space';
+    // cheap bound first (chunks not allocated yet), exact count only near the limit
+    const first = Math.floor(off / CHUNK_SIZE);
+    const last = Math.floor((off + Math.max(data.length, 1) - 1) / CHUNK_SIZE);
+    let absent = 0;
+    for (let ci = first; ci <= last && data.length > 0; ci++) if (!obj.chunks.has(ci)) absent++;
+    if (absent > 0 && this.bytes + absent * CHUNK_SIZE > this.maxBytes) {
+      const need = obj.newChunks(off, data) * CHUNK_SIZE;
+      if (need > 0 && this.bytes + need > this.maxBytes) return 'no_space';
+    }
     this.bytes += obj.write(off, data);
-    this.backend?.written(oid, obj, off, data);
+    this.backend?.written(oid, obj, off, data.length);
+    return 'ok';
+  }
+
+  /** Zero [off, off + len) of an existing object without materialising the zeros. */
+  zero(oid: bigint, off: number, len: number): StoreResult {
+    const obj = this.objects.get(oid);
+    if (!obj) return 'no_obj';
+    const before = obj.allocated;
+    const end = off + len;
+    for (const ci of obj.sortedChunks()) {
+      const cStart = ci * CHUNK_SIZE;
+      const lo = Math.max(cStart, off);
+      const hi = Math.min(cStart + CHUNK_SIZE, end);
+      if (lo >= hi) continue;
+      const c = obj.chunks.get(ci) as Uint8Array;
+      c.fill(0, lo - cStart, hi - cStart);
+      if (isZero(c)) obj.chunks.delete(ci);
+    }
+    if (end > obj.size) obj.size = end;
+    this.bytes += obj.allocated - before;
+    this.backend?.written(oid, obj, off, len);
+    return 'ok';
+  }
+
+  /** Store a prepared object, replacing any old one. */
+  put(oid: bigint, obj: SparseObject): StoreResult {
+    const old = this.objects.get(oid);
+    const need = obj.allocated - (old?.allocated ?? 0);
+    if (need > 0 && this.bytes + need > this.maxBytes) return 'no_space';
+    this.bytes += need;
+    this.objects.set(oid, obj);
+    this.backend?.created(oid, obj);
     return 'ok';
   }
 

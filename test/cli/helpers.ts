@@ -91,12 +91,22 @@ export interface RunOptions {
   timeout?: number;
 }
 
+/** The environment of a child: ours plus `extra`, no coverage of dist/, no inherited SHEEPDOG_NODES. */
+export function childEnv(extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = { ...process.env, ...extra };
+  // tap instruments every child (it re-adds its hooks to NODE_OPTIONS), but
+  // coverage of the built dist/ files, source-mapped back onto lib/cli/*.ts,
+  // would clash with run.test.ts's in-process coverage of the same sources:
+  // keep dist/ out of it (run.test.ts covers lib/cli).
+  env['_TAPJS_PROCESSINFO_COV_EXCLUDE_'] = String(/[\\/](node_modules|dist)[\\/]/);
+  if (extra['SHEEPDOG_NODES'] === undefined) delete env['SHEEPDOG_NODES'];
+  return env;
+}
+
 /** Run `node <script> ...args`, collect its output. */
 export function runNode(script: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const env: Record<string, string | undefined> = { ...process.env, ...opts.env };
-    delete env['SHEEPDOG_NODES'];
-    if (opts.env?.['SHEEPDOG_NODES'] !== undefined) env['SHEEPDOG_NODES'] = opts.env['SHEEPDOG_NODES'];
+    const env = childEnv(opts.env);
     const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let err = '';

@@ -96,6 +96,7 @@ t.test('usage errors', async (t) => {
     [['--bogus', 'vdi', 'list'], /Unknown option/],
     [['vdi', 'clone', 'a', 'b'], /needs --snapshot/],
     [['vdi', 'rollback', 'a'], /needs --snapshot/],
+    [['vdi', 'snapshot', 'a'], /needs --tag/],
     [['vdi', 'create', 'x', '1G', '-z', 'big'], /--block-size-shift must be a whole number/],
     [['vdi', 'setattr', 'x', 'k', 'v', '--delete'], /takes no VALUE/],
     [['serve', '--port', '70000'], /--port must be/],
@@ -109,31 +110,76 @@ t.test('usage errors', async (t) => {
   }
 });
 
-t.test('commands against a cluster, in-process', async (t) => {
+t.test('lifecycle and data commands in-process: text output, options, exit codes', async (t) => {
   const { sheep, client } = await withCluster(t);
   const a = ['-a', sheep.addresses.join(',')];
   const dir = mkdtempSync(join(tmpdir(), 'sheepdog-run-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-
-  t.equal((await run([...a, 'vdi', 'create', 'v', '8M', '--prealloc', '--copies', '2:1'])).code, 0);
-  const info = JSON.parse((await run([...a, '--json', 'vdi', 'info', 'v'])).stdout.toString()) as {
-    redundancy: string;
-    used: number;
+  const ok = async (args: string[], input?: Buffer | string): Promise<Run> => {
+    const r = await run([...a, ...args], input);
+    t.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r;
   };
-  t.equal(info.redundancy, '2:1');
-  t.equal(info.used, 8 * MiB);
-  const text = (await run([...a, 'vdi', 'info', 'v'])).stdout.toString();
-  t.match(text, /Redundancy: +erasure code 2:1/);
-  t.match(text, /Layout: +flat/);
 
-  // write/read with offsets in suffix form
+  await ok(['vdi', 'create', 'a', '64M']);
+  await ok(['vdi', 'create', 'b', '1G', '-c', '3', '-z', '21']);
+  t.equal((await run([...a, 'vdi', 'create', 'a', '1M'])).code, ExitCode.EXISTS);
+  await ok(['vdi', 'snapshot', 'a', '-s', 'first']);
+  t.equal((await run([...a, 'vdi', 'snapshot', 'a', '--tag', 'first'])).code, ExitCode.EXISTS, 'tag taken');
+  await ok(['vdi', 'clone', 'a', 'c', '--snapshot', '1']);
+  const noTag = await run([...a, 'vdi', 'clone', 'a', 'd', '--snapshot', 'nope']);
+  t.equal(noTag.code, ExitCode.NOT_FOUND);
+  t.match(noTag.stderr, /^sheepdog: vdi clone a: .*\(NO_TAG\)\n$/);
+
+  const table = (await ok(['vdi', 'list'])).stdout.toString();
+  t.match(
+    table,
+    /^s +a +1 +64\.0 MiB +0 B +0 B +\d{4}-\d\d-\d\d \d\d:\d\d +[0-9a-f]{6} +2 +first +22$/m,
+    'snapshot row',
+  );
+  t.match(table, /^ +a +2 +64\.0 MiB/m, 'working row');
+  t.match(table, /^ +b +1 +1\.0 GiB .* 3 +21$/m);
+  t.match(table, /^c +c +1 /m, 'clone row');
+  t.equal(JSON.parse((await ok(['vdi', 'list', 'b', '--json'])).stdout.toString()).length, 1, 'list NAME filters');
+  const snapInfo = (await ok(['vdi', 'info', 'a', '--snapshot', 'first'])).stdout.toString();
+  t.match(snapInfo, /Type: +snapshot/);
+  t.match(snapInfo, /Tag: +first/);
+  t.match(snapInfo, /Snapshot taken: /);
+  t.match((await ok(['vdi', 'info', 'c'])).stdout.toString(), /Type: +clone\n[\s\S]*Parent VDI id: +[0-9a-f]{6}/);
+
+  await ok(['vdi', 'resize', 'a', '128M']);
+  const shrink = await run([...a, 'vdi', 'resize', 'a', '1M']);
+  t.equal(shrink.code, ExitCode.USAGE, 'shrinking is a usage error');
+  t.match(shrink.stderr, /shrinking/);
+  await ok(['vdi', 'rollback', 'a', '-s', 'first']);
+  t.equal((await client.getVdi('a')).size, 64 * MiB, 'rolled back');
+
+  // read/write with OFFSET and LEN
   const data = pattern(3 * MiB, 9);
-  t.equal((await run([...a, 'vdi', 'write', 'v', '1M'], data)).code, 0);
-  t.ok((await run([...a, 'vdi', 'read', 'v', '1M', '3M'])).stdout.equals(data));
-  t.equal((await run([...a, 'vdi', 'read', 'v', '0', '0'])).stdout.length, 0, 'LEN 0');
-  t.equal((await run([...a, 'vdi', 'write', 'v', '0', '0'], 'xyz')).code, 0, 'LEN 0 writes nothing');
+  await ok(['vdi', 'write', 'b', '1M'], data);
+  t.ok((await ok(['vdi', 'read', 'b', '1M', '3M'])).stdout.equals(data));
+  await ok(['vdi', 'write', 'b', '1K', '5'], 'hello, world');
+  t.equal(
+    (await ok(['vdi', 'read', 'b', '1024', '7'])).stdout.toString('latin1'),
+    'hello\0\0',
+    'only LEN bytes written',
+  );
+  t.equal((await ok(['vdi', 'read', 'b', '0', '0'])).stdout.length, 0, 'LEN 0');
+  await ok(['vdi', 'write', 'b', '0', '0'], 'xyz');
+  t.equal((await ok(['vdi', 'read', 'b', '0', '3'])).stdout.toString(), '\0\0\0', 'LEN 0 writes nothing');
+  t.equal((await ok(['vdi', 'read', 'a', '--snapshot', 'first', '0', '4K'])).stdout.length, 4096, 'read a snapshot');
+  t.equal((await run([...a, 'vdi', 'read', 'a', '63M', '2M'])).code, ExitCode.USAGE, 'read past the end');
+  t.equal((await run([...a, 'vdi', 'write', 'a', '63M', '2M'])).code, ExitCode.USAGE, 'LEN past the end');
+  t.equal(
+    (await run([...a, 'vdi', 'write', 'a', '63M'], Buffer.alloc(2 * MiB, 1))).code,
+    ExitCode.USAGE,
+    'input past the end',
+  );
+  const missing = await run([...a, 'vdi', 'read', 'nope']);
+  t.equal(missing.code, ExitCode.NOT_FOUND);
+  t.equal(missing.stdout.length, 0);
 
-  // import/export with a progress bar on a (fake) terminal
+  // import/export: progress on a (fake) terminal, stdin/stdout, errors
   const file = join(dir, 'in.raw');
   writeFileSync(file, Buffer.concat([pattern(MiB, 1), Buffer.alloc(2 * MiB), pattern(MiB, 2)]));
   const imp = await run([...a, 'vdi', 'import', 'w', file], '', true);
@@ -144,11 +190,24 @@ t.test('commands against a cluster, in-process', async (t) => {
   t.equal(exp.code, 0, exp.stderr);
   t.match(exp.stderr, /export w \[#+\] 100%/);
   t.ok(readFileSync(outFile).equals(readFileSync(file)));
-  const np = await run([...a, 'vdi', 'export', 'w', outFile, '--no-progress'], '', true);
-  t.equal(np.stderr, '', '--no-progress');
-  // import into an existing VDI from stdin
-  t.equal((await run([...a, 'vdi', 'import', 'w', '-'], pattern(MiB, 3))).code, 0);
-  t.ok((await run([...a, 'vdi', 'read', 'w', '0', '1M'])).stdout.equals(pattern(MiB, 3)));
+  t.equal((await run([...a, 'vdi', 'export', 'w', outFile, '--no-progress'], '', true)).stderr, '', '--no-progress');
+  await ok(['vdi', 'import', 'w', '-'], pattern(MiB, 3));
+  t.ok(
+    (await ok(['vdi', 'read', 'w', '0', '1M'])).stdout.equals(pattern(MiB, 3)),
+    'import from stdin into an existing VDI',
+  );
+  await ok(['vdi', 'snapshot', 'w', '-s', 's']);
+  await ok(['vdi', 'write', 'w'], Buffer.alloc(MiB, 0xff));
+  t.ok(
+    (await ok(['vdi', 'export', 'w', '-', '-s', 's'])).stdout.subarray(0, MiB).equals(pattern(MiB, 3)),
+    'export a snapshot to stdout',
+  );
+  const small = await run([...a, 'vdi', 'import', 'a', join(dir, 'big.raw')]);
+  t.equal(small.code, ExitCode.NOT_FOUND, 'missing file');
+  writeFileSync(join(dir, 'big.raw'), Buffer.alloc(65 * MiB, 1));
+  const tooBig = await run([...a, 'vdi', 'import', 'a', join(dir, 'big.raw')]);
+  t.equal(tooBig.code, ExitCode.USAGE, 'file larger than the VDI');
+  t.match(tooBig.stderr, /larger than VDI a/);
   t.equal((await run([...a, 'vdi', 'import', 'new', '-'], 'x')).code, ExitCode.NOT_FOUND, 'stdin import needs the VDI');
   const empty = join(dir, 'empty.raw');
   writeFileSync(empty, '');
@@ -159,20 +218,33 @@ t.test('commands against a cluster, in-process', async (t) => {
     ExitCode.FAILURE,
     'cannot create',
   );
-
-  // failed import of a new VDI deletes it (input larger than the file said: stdin is not used, so shrink the file under it)
   t.notOk(
-    (await client.listVdis()).some((v) => v.name === 'e'),
-    'no VDI from failed imports',
+    (await client.listVdis()).some((v) => v.name === 'e' || v.name === 'new'),
+    'failed imports create nothing',
   );
 
-  // lock list on a cluster without locking
-  t.same(JSON.parse((await run([...a, 'vdi', 'lock', 'list', '--json'])).stdout.toString()), []);
-  t.equal((await run([...a, 'vdi', 'lock', 'unlock', 'v'])).code, 0, 'unlocking an unlocked VDI is fine');
+  // attributes
+  await ok(['vdi', 'setattr', 'a', 'owner', 'alice']);
+  t.equal((await ok(['vdi', 'getattr', 'a', 'owner'])).stdout.toString(), 'alice');
+  t.equal((await run([...a, 'vdi', 'setattr', 'a', 'owner', 'bob', '-x'])).code, ExitCode.EXISTS, 'exclusive');
+  await ok(['vdi', 'setattr', 'a', 'owner', '--delete']);
+  t.equal((await run([...a, 'vdi', 'getattr', 'a', 'owner'])).code, ExitCode.NOT_FOUND, 'deleted');
+  await ok(['vdi', 'setattr', 'a', 'k', 'v', '--snapshot', 'first']);
+  t.equal((await ok(['vdi', 'getattr', 'a', 'k', '-s', 'first'])).stdout.toString(), 'v', 'attributes of a snapshot');
 
-  // cluster info text form
-  t.match((await run([...a, 'cluster', 'info'])).stdout.toString(), /VDI locking: +off/);
-  // env nodes
+  // locks (none on a cluster without locking), nodes, cluster
+  t.match((await ok(['vdi', 'lock', 'list'])).stdout.toString(), /^Name +Tag +Id +VDI id +State +Owners\n$/);
+  await ok(['vdi', 'lock', 'unlock', 'a']);
+  t.match((await ok(['node', 'list'])).stdout.toString(), /Id +Host:Port +V-Nodes +Zone\n +0 +127\.0\.0\.1:/);
+  t.match((await ok(['node', 'info'])).stdout.toString(), /^Total +/m);
+  const ci = (await ok(['cluster', 'info'])).stdout.toString();
+  t.match(ci, /Cluster status: +running/);
+  t.match(ci, /VDI locking: +off/);
+
+  await ok(['vdi', 'delete', 'a', '--snapshot', 'first']);
+  await ok(['vdi', 'delete', 'c']);
+  t.equal((await run([...a, 'vdi', 'delete', 'c'])).code, ExitCode.NOT_FOUND);
+
   const f = fakeIO();
   f.io.env = { SHEEPDOG_NODES: sheep.addresses.join(' ') };
   t.equal(await runCli(['node', 'list'], f.io), 0, 'SHEEPDOG_NODES, space separated');
@@ -326,6 +398,6 @@ t.test('errors of commands map to codes in-process too', async (t) => {
   const r = await run([...a, 'vdi', 'info', 'nosuch']);
   t.equal(r.code, ExitCode.NOT_FOUND);
   t.equal(r.stderr, 'sheepdog: vdi info nosuch: No VDI found (NO_VDI)\n');
-  t.equal((await run([...a, 'vdi', 'create', 'big', '2P'])).code, ExitCode.USAGE, 'too large');
+  t.equal((await run([...a, 'vdi', 'create', 'x'.repeat(300), '1G'])).code, ExitCode.USAGE, 'name too long');
   t.ok(new InvalidArgumentError('x') instanceof SheepdogError);
 });

@@ -241,7 +241,11 @@ t.test('timeout while the body is arriving into readInto: the rest is discarded'
       const body = Buffer.alloc(h.dataLength, 0xee);
       r.reply(Result.SUCCESS, { body: new Uint8Array(0), dataLength: h.dataLength });
       r.conn.write(body.subarray(0, h.dataLength / 2));
-      sendRest = () => r.conn.write(body.subarray(h.dataLength / 2));
+      sendRest = () => {
+        // The rest in three pieces: the discarding spans several chunks.
+        const rest = body.subarray(h.dataLength / 2);
+        r.conn.writeSlowly([rest.subarray(0, 100), rest.subarray(100, 700), rest.subarray(700)]);
+      };
     },
   });
   const into = new Uint8Array(4096);
@@ -390,4 +394,61 @@ t.test('plain requests without a body or reply body', async (t) => {
   const { conn } = await setup(t);
   const r = await conn.request(plainRequest(Op.GET_CLUSTER_DEFAULT));
   t.equal(r.body.length, 0);
+});
+
+t.test('abort in the same tick: the request is dropped before it is written', async (t) => {
+  const { fake, conn } = await setup(t);
+  const ac = new AbortController();
+  const p = conn.request(read(1n), undefined, { signal: ac.signal });
+  t.equal(conn.stats.unsent, 1);
+  ac.abort();
+  const e = await p.catch((x: unknown) => x);
+  t.equal((e as AbortError).phase, 'queued');
+  t.equal(conn.inFlight, 0, 'its id is free at once');
+  await conn.request(read(2n));
+  t.equal(fake.seen.length, 1, 'only the second request reached the sheep');
+});
+
+t.test('retiring fails requests waiting for a slot as unsent', async (t) => {
+  const { fake, conn } = await setup(t, { hold: true }, { maxInFlight: 1, maxOrphans: 0 });
+  const a = conn.request(read(1n), undefined, { timeout: 10 });
+  const b = conn.request(read(2n));
+  t.equal(conn.stats.waiting, 1);
+  t.ok((await a.catch((x: unknown) => x)) instanceof TimeoutError);
+  const e = await b.catch((x: unknown) => x);
+  t.ok(e instanceof ConnectionError);
+  t.equal((e as ConnectionError).sent, false);
+  t.match((e as Error).message, /retired/);
+  await conn.closed();
+  t.equal(fake.seen.length, 1);
+});
+
+t.test('destroy fails waiting requests as unsent and written ones as sent', async (t) => {
+  const { fake, conn } = await setup(t, { hold: true }, { maxInFlight: 1 });
+  const a = conn.request(read(1n));
+  const b = conn.request(read(2n));
+  await fake.waitFor(1);
+  conn.destroy(new ConnectionError('bye', conn.node, { reason: 'destroyed' }));
+  const [ea, eb] = [await a.catch((x: unknown) => x), await b.catch((x: unknown) => x)];
+  t.equal((ea as ConnectionError).sent, true);
+  t.equal((eb as ConnectionError).sent, false);
+  t.ok((await conn.ready().catch((x: unknown) => x)) instanceof ConnectionError, 'ready() rejects once closed');
+});
+
+t.test('connect timeout', async (t) => {
+  const fake = await FakeSheep.start();
+  t.teardown(() => fake.close());
+  const c = new Connection({ host: '127.0.0.1', port: fake.port, connectTimeout: 60_000 });
+  const ready = c.ready();
+  // Fire the connect timer now (deterministic): the connect is still in progress.
+  (Reflect.get(c, 'onConnectTimeout') as () => void)();
+  const e = await ready.catch((x: unknown) => x);
+  t.ok(e instanceof ConnectionError);
+  t.equal((e as ConnectionError).reason, 'connect-timeout');
+  t.match((e as Error).message, /timed out/);
+});
+
+t.test('bad options', async (t) => {
+  t.throws(() => new Connection({ host: '127.0.0.1', port: 1, initialId: -1 }), InvalidArgumentError);
+  t.throws(() => new Connection({ host: '127.0.0.1', port: 1, maxInFlight: 0 }), InvalidArgumentError);
 });

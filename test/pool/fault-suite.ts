@@ -143,7 +143,8 @@ export function faultSuite(t: Test, make: MakeHarness): void {
       t.ok(pinned instanceof ConnectionError, `${kind}: ConnectionError`);
       t.equal((pinned as ConnectionError).node, a0);
       t.equal((pinned as ConnectionError).sent, true);
-      for (let i = 0; i < e.h.addresses.length; i++) e.h.inject(i, { kind, opcode: Op.READ_OBJ, times: 2 });
+      // One drop per node: a read meets at most three dead connections (maxRetries).
+      for (let i = 0; i < e.h.addresses.length; i++) e.h.inject(i, { kind, opcode: Op.READ_OBJ, times: 1 });
       await burst(t, e, 60);
       for (let i = 0; i < e.h.addresses.length; i++) e.h.inject(i, { kind, opcode: Op.NEW_VDI, times: 1 });
       const nv = await settle(

@@ -292,7 +292,10 @@ t.test('reconnectStrategy false / Error gives a node up', async (t) => {
   const p2 = new SheepdogPool({ nodes: [addr], reconnectStrategy: (n) => (n >= 1 ? new Error('enough') : 1) });
   t.teardown(() => p2.destroy());
   const e3 = await settle(p2.connect());
-  t.ok(e3 instanceof ConnectionError);
+  t.ok(e3 instanceof ConnectionError, 'connect() rejects once every node failed a round');
+  const e4 = await settle(p2.request(read(1n)));
+  t.ok(e4 instanceof ConnectionError, 'the request fails when the strategy gives up');
+  t.equal(p2.stats.nodes[0]?.state, 'failed');
   t.match(p2.stats.nodes[0]?.lastError ?? '', /enough/);
 });
 
@@ -413,4 +416,103 @@ t.test('stats shape', async (t) => {
     p.nodes,
     fakes.map((f) => f.address),
   );
+});
+
+t.test('a connection past its orphan limit is retired and replaced', async (t) => {
+  const fakes = await fakeCluster(t, 1, { hold: true });
+  const f = fakes[0] as FakeSheep;
+  const p = pool(t, fakes, { connectionsPerNode: 1, maxOrphansPerConnection: 1 });
+  await ready(p, 1);
+  const ps = [1n, 2n].map((o) => settle(p.request(read(o), undefined, { timeout: 10 })));
+  for (const e of await Promise.all(ps)) t.ok(e instanceof TimeoutError);
+  await f.waitConns(2); // the replacement connected while the old one drains
+  const r = p.request(read(3n, 4));
+  await f.waitFor(3);
+  const held = f.take();
+  for (const x of held) x.auto(); // two late replies (dropped) and the new request
+  t.same(Buffer.from((await r).body), patternBody(3n, 0, 4));
+  await f.waitConns(1);
+  t.equal(p.stats.orphans, 0);
+  t.equal(p.stats.connections, 1);
+});
+
+t.test('requests on a connection that fails before the batch is written go elsewhere', async (t) => {
+  const fakes = await fakeCluster(t, 2);
+  const p = pool(t, fakes, { connectionsPerNode: 1, reconnectStrategy: 10_000 });
+  await ready(p, 2);
+  const ps = Array.from({ length: 8 }, (_, i) => p.request(read(BigInt(i), 4), undefined, { idempotent: false }));
+  // Same tick: nothing is written yet. Kill one connection.
+  const conns = Reflect.get(p, 'readyConns') as { destroy(): void; stats: { unsent: number } }[];
+  const victim = conns.find((c) => c.stats.unsent > 0);
+  victim?.destroy();
+  const rs = await Promise.all(ps);
+  t.equal(rs.length, 8, 'even non-idempotent requests are re-sent when they were never written');
+  t.equal(
+    fakes.reduce((n, f) => n + f.seen.length, 0),
+    8,
+    'each request reached a sheep once',
+  );
+});
+
+t.test('pinned requests to a node given up, and connect() reviving it', async (t) => {
+  const [a, b] = (await fakeCluster(t, 2)) as [FakeSheep, FakeSheep];
+  const p = pool(t, [a, b], { connectionsPerNode: 1, reconnectStrategy: false });
+  await ready(p, 2);
+  const down = once(p, 'nodeDown');
+  await a.stop();
+  await down;
+  t.equal(p.stats.nodes[0]?.state, 'failed');
+  const e = await settle(p.request(read(1n), undefined, { node: a.address }));
+  t.ok(e instanceof ConnectionError);
+  t.equal((e as ConnectionError).reason, 'no-node');
+  t.match((e as Error).message, /given up/);
+  t.equal((await p.request(read(2n))).node, b.address, 'the others keep working');
+  await a.start();
+  await p.connect();
+  while (p.stats.nodes[0]?.state !== 'up') await once(p, 'nodeUp');
+  t.equal((await p.request(read(3n), undefined, { node: a.address })).node, a.address);
+});
+
+t.test('refreshNodes runs once at a time', async (t) => {
+  const fakes = await fakeCluster(t, 2);
+  for (const f of fakes) f.nodeList = fakes.map((x) => x.address);
+  const p = pool(t, fakes.slice(0, 1), { connectionsPerNode: 1, discover: true });
+  await p.connect();
+  const before = fakes[0]?.seen.filter((r) => r.opcode === Op.GET_NODE_LIST).length ?? 0;
+  await Promise.all([p.refreshNodes(), p.refreshNodes(), p.refreshNodes()]);
+  const after = fakes.reduce((n, f) => n + f.seen.filter((r) => r.opcode === Op.GET_NODE_LIST).length, 0);
+  t.ok(after - before <= 2, `at most one run plus one re-run (${after - before})`);
+  t.equal(p.nodes.length, 2);
+});
+
+t.test('busy before connecting starts the pool; drain follows', async (t) => {
+  const fakes = await fakeCluster(t, 1);
+  const p = pool(t, fakes);
+  const drained = once(p, 'drain');
+  t.ok(p.busy, 'no connection yet');
+  await drained;
+  t.notOk(p.busy);
+});
+
+t.test('requests that time out while queued do not pile up in the queue', async (t) => {
+  const dead = await FakeSheep.start();
+  const addr = dead.address;
+  const port = dead.port;
+  await dead.close();
+  const p = new SheepdogPool({ nodes: [addr], reconnectStrategy: 20, maxQueued: 5000, connectionsPerNode: 1 });
+  t.teardown(() => p.destroy());
+  const n = 3000;
+  const rs = await Promise.all(
+    Array.from({ length: n }, (_, i) => settle(p.request(read(BigInt(i)), undefined, { timeout: 5 }))),
+  );
+  t.ok(rs.every((e) => e instanceof TimeoutError && e.phase === 'queued'));
+  t.equal(p.stats.queued, 0);
+  const q = Reflect.get(p, 'queue') as { size: number };
+  t.ok(q.size < n / 2, `settled entries were compacted away (${q.size} left of ${n})`);
+  // The node comes back: a new request is not stuck behind settled entries.
+  const back = await FakeSheep.start({ port });
+  t.teardown(() => back.close());
+  await once(p, 'nodeUp');
+  const r = await p.request(read(1n, 4), undefined, { timeout: 10_000 });
+  t.same(Buffer.from(r.body), patternBody(1n, 0, 4));
 });

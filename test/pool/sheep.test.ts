@@ -3,7 +3,11 @@
 // stopNode/startNode and reordering. Skipped while lib/sheep/index.ts does
 // not export a working startMemorySheep.
 import { existsSync } from 'node:fs';
+import { once } from 'node:events';
 import t from 'tap';
+import { Op, Result } from '../../protocol/constants.js';
+import { objRequest } from '../../protocol/header.js';
+import { SheepdogPool } from '../../lib/pool.js';
 import type { MemorySheep, MemorySheepOptions } from '../../lib/sheep/types.js';
 import { type Harness, faultSuite } from './fault-suite.js';
 
@@ -26,6 +30,31 @@ t.test('fault suite on the embedded sheep', async (t) => {
     t.test('embedded sheep', { skip: 'lib/sheep/index.ts does not export startMemorySheep yet' }, () => {});
     return;
   }
+  t.test('discovery: one seed, GET_NODE_LIST finds the others', async (t) => {
+    const sheep = await start({ nodes: 4, copies: 2 });
+    const pool = new SheepdogPool({ nodes: [sheep.addresses[0] as string], discover: true, connectionsPerNode: 1 });
+    t.teardown(async () => {
+      pool.destroy();
+      await sheep.close();
+    });
+    await pool.connect();
+    t.same([...pool.nodes].sort(), [...sheep.addresses].sort());
+    t.ok(pool.epoch > 0, `epoch ${pool.epoch} from the replies`);
+    while (pool.stats.ready < 4) await once(pool, 'nodeUp');
+    const rs = await Promise.all(
+      sheep.addresses.map((a) =>
+        pool.request(objRequest(Op.READ_OBJ, { oid: 1n, dataLength: 8 }), undefined, { node: a }),
+      ),
+    );
+    t.same(
+      rs.map((r) => r.node),
+      [...sheep.addresses],
+    );
+    t.ok(rs.every((r) => r.header.result === Result.NO_OBJ || r.header.result === Result.SUCCESS));
+    await pool.close();
+    t.equal(pool.stats.connections, 0);
+  });
+
   faultSuite(t, async (): Promise<Harness> => {
     const sheep = await start({ nodes: 3, copies: 2 });
     return {
