@@ -150,7 +150,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
         }
         return 4;
       },
-      (k) => `${k} checks: new bytes, snapshot data around them, source intact, holes 0`,
+      (k) => `${k} checks: new bytes + old around them, source intact, holes = 0`,
     );
     await step(
       'extendVolume',

@@ -59,7 +59,11 @@ export function armDeadline(d: Deadlined, ms: number): void {
     return;
   }
   list.push(d);
-  if (sweeper === undefined) sweeper = setInterval(sweep, SWEEP_MS);
+  if (sweeper === undefined) {
+    // unref: sockets and queued work keep the process alive, not the sweep.
+    sweeper = setInterval(sweep, SWEEP_MS);
+    sweeper.unref();
+  }
 }
 
 /** Cancel `d`'s deadline (idempotent). */

@@ -182,26 +182,51 @@ export class Vdi {
     this.checkOpen();
     this.checkRange(offset, length);
     const out = Buffer.allocUnsafe(length);
-    await this.track(this.readInto(out, offset));
-    return out;
+    return this.track(this.readAt(out, offset, out));
   }
 
   /** Read into `buf` (all of it) from `offset`. */
   async readInto(buf: Uint8Array, offset: number): Promise<void> {
     this.checkOpen();
     this.checkRange(offset, buf.length);
-    const t = this.host.transport;
-    await runBounded(this.pieces(offset, buf.length), this.host.maxConcurrency, async (p) => {
-      const v = this.index.get(p.idx);
-      const dst = buf.subarray(p.pos, p.pos + p.len);
-      if (v === 0) {
-        dst.fill(0);
-        return;
-      }
-      const body = await readObject(t, vidToDataOid(v, p.idx), p.within, p.len, { readInto: dst }, this.policy);
-      if (body.buffer !== dst.buffer || body.byteOffset !== dst.byteOffset) dst.set(body.subarray(0, p.len));
-      if (body.length < p.len) dst.fill(0, body.length);
-    });
+    await this.readAt(buf, offset, undefined);
+  }
+
+  /**
+   * Fill `buf` from `offset` (checked by the caller); resolves with `ret`.
+   * A range inside one object is one request with no fan-out machinery (the
+   * common case: this is the per-request hot path of small reads).
+   */
+  private readAt<T>(buf: Uint8Array, offset: number, ret: T): Promise<T> {
+    const os = this.objectSize;
+    const idx = Math.floor(offset / os);
+    const within = offset - idx * os;
+    if (buf.length > 0 && within + buf.length <= os) return this.readPiece(buf, idx, within, ret);
+    return runBounded(this.pieces(offset, buf.length), this.host.maxConcurrency, (p) =>
+      this.readPiece(buf.subarray(p.pos, p.pos + p.len), p.idx, p.within, undefined),
+    ).then(() => ret);
+  }
+
+  /** Read object `idx` from `within` into all of `dst` (zeros for a hole); resolves with `ret`. */
+  private async readPiece<T>(dst: Uint8Array, idx: number, within: number, ret: T): Promise<T> {
+    const v = this.index.get(idx);
+    if (v === 0) {
+      dst.fill(0);
+      return ret;
+    }
+    const len = dst.length;
+    const h = this.header;
+    const body = await readObject(
+      this.host.transport,
+      vidToDataOid(v, idx),
+      within,
+      len,
+      { readInto: dst },
+      { copies: h.nrCopies, copyPolicy: h.copyPolicy },
+    );
+    if (body.buffer !== dst.buffer || body.byteOffset !== dst.byteOffset) dst.set(body.subarray(0, len));
+    if (body.length < len) dst.fill(0, body.length);
+    return ret;
   }
 
   /** Write all of `data` at `offset`. */
@@ -213,9 +238,45 @@ export class Vdi {
     return this.track(this.writeAt(data, offset));
   }
 
-  private async writeAt(data: Uint8Array, offset: number): Promise<void> {
+  private writeAt(data: Uint8Array, offset: number): Promise<void> {
+    // Fast path: a range inside one object this VDI already owns, with no
+    // allocation of it in progress (no gate) and none awaiting confirmation:
+    // a plain WRITE_OBJ, as the general path below would send, without its
+    // bookkeeping (arrays, a confirmation promise, the fan-out).
+    const os = this.objectSize;
+    const idx = Math.floor(offset / os);
+    const within = offset - idx * os;
+    if (
+      data.length > 0 &&
+      within + data.length <= os &&
+      this.index.get(idx) === this.header.vdiId &&
+      !this.gates.has(idx) &&
+      !this.unconfirmed.has(idx)
+    ) {
+      return this.overwrite(data, offset, idx, within);
+    }
+    return this.writeGeneral(data, offset, 0);
+  }
+
+  /** The fast path of writeAt; a READONLY answer continues in the general path, as its first attempt would. */
+  private async overwrite(data: Uint8Array, offset: number, idx: number, within: number): Promise<void> {
+    const h = this.header;
+    const gen = this.generation;
+    const r = await writeObjectResult(this.host.transport, vidToDataOid(h.vdiId, idx), within, data, {
+      policy: { copies: h.nrCopies, copyPolicy: h.copyPolicy },
+    });
+    if (r === Result.SUCCESS) return;
+    if (r !== Result.READONLY) throw responseError(r, `write to ${this.name}`);
+    if (this.host.readonlyRetries <= 0) {
+      throw new ReadOnlyError(`write to ${this.name}: the VDI kept being snapshotted (1 attempts)`);
+    }
+    await this.reload(gen);
+    return this.writeGeneral(data, offset, 1);
+  }
+
+  private async writeGeneral(data: Uint8Array, offset: number, firstAttempt: number): Promise<void> {
     const pieces = this.pieces(offset, data.length);
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = firstAttempt; ; attempt++) {
       const vid = this.header.vdiId;
       const gen = this.generation;
       const created: number[] = [];

@@ -54,6 +54,8 @@ export interface BenchOptions {
   embeddedNodes: number;
   /** Embedded cluster in null mode: answers at once, stores nothing. */
   nullMode: boolean;
+  /** Request timeout, ms. */
+  timeout: number;
 }
 
 /** The `--json` line, in this key order. */
@@ -123,6 +125,7 @@ Options:
       --nodes N                  embedded cluster: nodes (default 3)
       --null                     embedded cluster in null mode: answers at once, stores nothing
                                  (the client's own ceiling)
+      --timeout MS               request timeout (default 60000; 0 = none)
       --json                     print one JSON line: op, pattern, bs, qd, bytes, seconds,
                                  mibps, iops, p50_us, p99_us, max_rss_mb
   -h, --help                     show this help
@@ -146,6 +149,7 @@ const OPTIONS = {
   discover: { type: 'boolean' },
   nodes: { type: 'string' },
   null: { type: 'boolean' },
+  timeout: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -239,6 +243,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
     discover: v.discover === true,
     embeddedNodes: wholeNumber(v.nodes, 'nodes', 1, 64) ?? 3,
     nullMode: v.null === true,
+    timeout: wholeNumber(v.timeout, 'timeout', 0) ?? 60_000,
   };
 }
 
@@ -565,8 +570,12 @@ export async function runBench(argv: string[]): Promise<number> {
       nodes,
       discover: o.discover,
       connectionsPerNode: o.connections ?? 2,
-      requestTimeout: 120_000,
+      requestTimeout: o.timeout,
+      connectTimeout: 10_000,
       maxQueued: Math.max(1024, o.qd * 4),
+      // As the other commands: fail fast when nothing answers (a node is
+      // given up after its third failed connect in a row).
+      reconnectStrategy: (retries: number) => (retries < 2 ? 50 * (retries + 1) : false),
     });
     const createSize = o.create ?? (cluster ? defaultSize(o) : undefined);
     if (createSize !== undefined) {

@@ -104,7 +104,7 @@ export function exitCodeFor(e: unknown): number {
  * client's own context (which VDI, which snapshot) is kept when it adds
  * something the command line does not already say.
  */
-export function errorText(e: unknown): string {
+export function errorText(e: unknown, gateways: readonly string[] = []): string {
   if (e instanceof SheepdogResponseError) {
     const std = `${resultMessage(e.result)} (${e.resultName})`;
     if (e.message.endsWith(`: ${std}`) || e.message === std) {
@@ -115,7 +115,13 @@ export function errorText(e: unknown): string {
     }
     return `${e.message} (${e.resultName})`;
   }
-  if (e instanceof ConnectionError && e.reason === 'no-node') return `cannot reach the cluster: ${e.message}`;
+  if (e instanceof ConnectionError && e.reason === 'no-node') {
+    // The pool names every node and its error; when they all failed alike, say it once.
+    const codes = [...new Set(e.message.match(/\bE[A-Z]{3,}\b|timed out/g) ?? [])];
+    if (gateways.length > 0 && codes.length === 1)
+      return `cannot reach the cluster at ${gateways.join(', ')} (${codes[0]})`;
+    return `cannot reach the cluster: ${e.message}`;
+  }
   if (e instanceof Error) {
     let msg = e.message || e.name;
     const code = (e as { code?: unknown }).code;

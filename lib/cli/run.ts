@@ -244,6 +244,7 @@ export function cliClientOptions(nodes: string[], timeout: number): ClientOption
 export async function runCli(argv: readonly string[], io: CliIO = processIO()): Promise<number> {
   let label = 'sheepdog';
   let client: SheepdogClient | undefined;
+  let gateways: string[] = [];
   let help = "Run 'sheepdog --help' for usage.";
   try {
     // Global options before the command.
@@ -301,14 +302,21 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
     const rest = words.slice(r.used);
     label = `sheepdog: ${spec.path.join(' ')}`;
     help = `Run 'sheepdog ${spec.path.join(' ')} --help' for usage.`;
-    if (spec.raw)
+    if (spec.raw) {
+      // Global options given before the command are passed on (`sheepdog -a X bench ...`).
+      const fwd: string[] = [];
+      const addr = top['address'];
+      for (const a of Array.isArray(addr) ? addr : []) if (typeof a === 'string') fwd.push('-a', a);
+      if (typeof top['timeout'] === 'string') fwd.push('--timeout', top['timeout']);
+      if (top['json'] === true) fwd.push('--json');
       return (
         (await spec.run(
           makeContext(io, [], false, () => client),
-          rest,
+          [...fwd, ...rest],
           {},
         )) ?? 0
       );
+    }
 
     const own: Record<string, OptionSpec> = { ...(spec.options ?? {}), ...GLOBAL };
     const { values, positionals } = parse(rest, own, true, help);
@@ -328,6 +336,7 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
       throw new UsageError(`--timeout must be milliseconds, got ${JSON.stringify(tRaw)}`, help);
     const timeout = tRaw === undefined ? DEFAULT_TIMEOUT : Number(tRaw);
     const nodes = spec.local ? [] : nodesFrom([top, values], io.env);
+    gateways = nodes;
     const ctx = makeContext(io, nodes, json, () => {
       client ??= new SheepdogClient(cliClientOptions(nodes, timeout));
       return client;
@@ -338,7 +347,7 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
     if (e instanceof UsageError) {
       io.stderr.write(`${label}: ${e.message}\n${e.help?.includes('\n') ? `\n${e.help}` : `${e.help ?? help}\n`}`);
     } else {
-      io.stderr.write(`${label}: ${errorText(e)}\n`);
+      io.stderr.write(`${label}: ${errorText(e, gateways)}\n`);
     }
     return code;
   } finally {

@@ -628,7 +628,8 @@ export class SheepCluster {
       if ((a[byte] as number) === 0 && (d[byte] as number) === 0) {
         // skip this byte, and whole zero words below it
         let b = byte - 1;
-        while (b >= 3 && b % 4 === 3 && this.inuse32[(b - 3) >>> 2] === 0 && this.deleted32[(b - 3) >>> 2] === 0) b -= 4;
+        while (b >= 3 && b % 4 === 3 && this.inuse32[(b - 3) >>> 2] === 0 && this.deleted32[(b - 3) >>> 2] === 0)
+          b -= 4;
         i = b * 8 + 7;
         continue;
       }

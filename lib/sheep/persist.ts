@@ -128,7 +128,10 @@ export class DirBackend implements StoreBackend {
     const fd = openSync(`${p}.tmp`, 'w');
     try {
       ftruncateSync(fd, obj.size);
-      for (const [ci, c] of obj.chunks) writeSync(fd, c, 0, c.length, ci * CHUNK_SIZE);
+      for (const [ci, c] of obj.chunks) {
+        const n = Math.min(c.length, obj.size - ci * CHUNK_SIZE);
+        if (n > 0) writeSync(fd, c, 0, n, ci * CHUNK_SIZE);
+      }
     } finally {
       closeSync(fd);
     }
@@ -152,8 +155,9 @@ export class DirBackend implements StoreBackend {
         writeSync(fd, c, lo - cStart, hi - lo, lo);
         disk.add(ci);
       } else if (disk.has(ci)) {
+        // the object no longer has this chunk: it is all zeros now, so is the file once this range is
         writeSync(fd, zeros, 0, hi - lo, lo);
-        if (lo === cStart && hi === cStart + CHUNK_SIZE) disk.delete(ci);
+        disk.delete(ci);
       }
     }
     if ((this.sizes.get(oid) ?? 0) < obj.size) {

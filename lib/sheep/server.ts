@@ -306,14 +306,13 @@ export class Conn {
 
   private compute(req: Request, f: Frame): Out {
     const env = this.node.env;
-    let reply: Reply;
     try {
-      reply = dispatch({ cluster: env.cluster, node: this.node, req, hdr: f.h, body: f.b });
+      const reply: Reply = dispatch({ cluster: env.cluster, node: this.node, req, hdr: f.h, body: f.b });
+      return { parts: this.encode(req, reply), after: reply.after };
     } catch (e) {
       env.onInternalError(e);
-      reply = { result: Result.SYSTEM_ERROR };
+      return { parts: this.encode(req, { result: Result.SYSTEM_ERROR }), after: undefined };
     }
-    return { parts: this.encode(req, reply), after: reply.after };
   }
 
   private encode(req: Request, r: Reply): Parts {

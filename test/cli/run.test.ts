@@ -383,6 +383,18 @@ t.test('formatting helpers and the progress line', async (t) => {
   t.pass('no-op when not a TTY');
 });
 
+t.test('bench loads lib/cli/bench lazily, or says it is absent', async (t) => {
+  const r = await run(['bench', '--help']);
+  if (r.code === 0) t.pass('bench module present');
+  else {
+    t.equal(r.code, ExitCode.FAILURE);
+    t.match(
+      r.stderr,
+      /sheepdog: bench: (the benchmark module \(lib\/cli\/bench\) is not part of this build|.*runBench)/,
+    );
+  }
+});
+
 t.test('client options fail fast', async (t) => {
   const o = cliClientOptions(['127.0.0.1:7000'], 5000);
   t.equal(o.requestTimeout, 5000);

@@ -74,7 +74,13 @@ t.test('fuzz: random headers of real opcodes all get an answer', async (t) => {
       if (f.opcode === Op.SHUTDOWN || f.opcode === Op.KILL_NODE || f.opcode === Op.MAKE_FS) return;
       const h = Buffer.alloc(48);
       encodeRequest(
-        plainRequest(f.opcode, { protoVer: f.protoVer, flags: f.flags, id: id++, dataLength: f.dataLength, raw: f.union }),
+        plainRequest(f.opcode, {
+          protoVer: f.protoVer,
+          flags: f.flags,
+          id: id++,
+          dataLength: f.dataLength,
+          raw: f.union,
+        }),
         h,
       );
       const body = f.flags & Flag.CMD_WRITE ? Buffer.alloc(f.dataLength, 0x5a) : Buffer.alloc(0);
@@ -127,7 +133,11 @@ t.test('maxMemory: NO_SPACE beyond it', async (t) => {
   t.teardown(() => c.close());
   t.equal((await createObj(c, vidToDataOid(1, 0), 0, Buffer.alloc(MiB, 1))).rsp.result, Result.SUCCESS);
   t.equal((await createObj(c, vidToDataOid(1, 1), 0, Buffer.alloc(2 * MiB, 1))).rsp.result, Result.NO_SPACE);
-  t.equal((await createObj(c, vidToDataOid(1, 2), 0, Buffer.alloc(2 * MiB))).rsp.result, Result.SUCCESS, 'zeros are free');
+  t.equal(
+    (await createObj(c, vidToDataOid(1, 2), 0, Buffer.alloc(2 * MiB))).rsp.result,
+    Result.SUCCESS,
+    'zeros are free',
+  );
   t.ok(sheep.stats.bytes <= 2 * MiB);
   t.equal((await readObj(c, vidToDataOid(1, 1), 0, 1)).rsp.result, Result.NO_OBJ, 'nothing half-written');
 });
@@ -140,7 +150,8 @@ t.test('backpressure: a client that does not read stops the server reading it', 
   const base = sheep.stats.requests;
   c.pause();
   const n = 24;
-  for (let i = 0; i < n; i++) c.send(objRequest(Op.READ_OBJ, { id: 1000 + i, oid: vidToDataOid(1, 0), dataLength: 4 * MiB }));
+  for (let i = 0; i < n; i++)
+    c.send(objRequest(Op.READ_OBJ, { id: 1000 + i, oid: vidToDataOid(1, 0), dataLength: 4 * MiB }));
   await new Promise((r) => setTimeout(r, 200));
   const served = sheep.stats.requests - base;
   t.ok(served < n, `the server stopped after ${served} of ${n} 4 MiB replies`);

@@ -93,7 +93,16 @@ t.test('proto_ver, unknown and obsolete opcodes', async (t) => {
   t.equal((await c.call(plainRequest(Op.READ_VDIS, { protoVer: 3 }))).rsp.result, Result.VER_MISMATCH);
   const v0 = await c.call(plainRequest(Op.READ_VDIS, { protoVer: 0, dataLength: VDI_BITMAP_SIZE }));
   t.equal(v0.rsp.result, Result.SUCCESS, 'public ops accept proto_ver 0 (libsheepdog)');
-  for (const op of [0x00, 0x20, 0x7f, Op.PREVENT_INODE_UPDATE, Op.ALLOW_INODE_UPDATE, Op.SNAPSHOT, Op.NFS_CREATE, 0xff]) {
+  for (const op of [
+    0x00,
+    0x20,
+    0x7f,
+    Op.PREVENT_INODE_UPDATE,
+    Op.ALLOW_INODE_UPDATE,
+    Op.SNAPSHOT,
+    Op.NFS_CREATE,
+    0xff,
+  ]) {
     const r = await c.call(plainRequest(op));
     t.equal(r.rsp.result, Result.INVALID_PARMS, `opcode 0x${op.toString(16)} is not in sheep's op table`);
     t.equal(r.rsp.opcode, op, 'opcode echoed');
@@ -273,4 +282,129 @@ t.test('options are validated; close is idempotent', async (t) => {
   await s.close();
   t.throws(() => s.inject(5, { kind: 'stall' }));
   t.equal(s.stats.connections, 0);
+});
+
+t.test('peer, refcount and admin ops', async (t) => {
+  const sheep = await start(t, { lock: true });
+  const c = await connect(t, sheep.addresses[0] as string);
+  const oid = vidToDataOid(0x42, 1);
+  const peer = (op: number, f: Partial<Parameters<typeof objRequest>[1]> = {}, body?: Buffer) =>
+    c.call(objRequest(op, { epoch: 1, oid, ...f }), body);
+  t.equal(
+    (await peer(Op.WRITE_PEER, { flags: Flag.CMD_WRITE, dataLength: 1 }, Buffer.from('a'))).rsp.result,
+    Result.NO_OBJ,
+  );
+  t.equal(
+    (await peer(Op.CREATE_AND_WRITE_PEER, { flags: Flag.CMD_WRITE, dataLength: 3, offset: 2 }, Buffer.from('abc'))).rsp
+      .result,
+    Result.SUCCESS,
+  );
+  t.equal(
+    (await peer(Op.WRITE_PEER, { flags: Flag.CMD_WRITE, dataLength: 1 }, Buffer.from('Z'))).rsp.result,
+    Result.SUCCESS,
+  );
+  t.equal((await peer(Op.READ_PEER, { dataLength: 5 })).body.toString(), 'Z\0abc');
+  t.equal((await peer(Op.READ_PEER, { dataLength: 1, epoch: 5 })).rsp.result, Result.NEW_NODE_VER);
+  t.equal((await peer(Op.REPAIR_REPLICA)).rsp.result, Result.SUCCESS);
+  // DECREF_OBJ: generation 0 created with one reference; dropping it reclaims the object
+  const decref = (op: number, gen: number, count: number) => {
+    const raw = new Uint8Array(32);
+    const dv = new DataView(raw.buffer);
+    dv.setBigUint64(0, op === Op.DECREF_PEER ? oid | (1n << 59n) : oid, true);
+    dv.setUint32(8, gen, true);
+    dv.setUint32(12, count, true);
+    return c.call(plainRequest(op, { epoch: 1, raw }));
+  };
+  t.equal((await decref(Op.DECREF_OBJ, 0, 1)).rsp.result, Result.SUCCESS, 'gen 0 → gen 1 holds one');
+  t.ok(sheep.cluster.store.has(oid | (1n << 59n)), 'a ledger object');
+  t.equal((await decref(Op.DECREF_PEER, 1, 0)).rsp.result, Result.SUCCESS);
+  t.notOk(sheep.cluster.store.has(oid), 'last reference dropped: reclaimed');
+  t.notOk(sheep.cluster.store.has(oid | (1n << 59n)), 'and its ledger');
+  t.equal((await peer(Op.REMOVE_PEER)).rsp.result, Result.NO_OBJ);
+  t.equal((await peer(Op.REPAIR_REPLICA)).rsp.result, Result.NO_OBJ);
+  t.equal((await c.call(objRequest(Op.GET_HASH, { oid }))).rsp.result, Result.NO_OBJ);
+
+  // NOTIFY_VDI_ADD and ALTER_VDI_COPY edit vdi_state
+  const vs = (old: number, nw: number, copies: number, setBitmap: number) => {
+    const raw = new Uint8Array(32);
+    const dv = new DataView(raw.buffer);
+    dv.setUint32(0, old, true);
+    dv.setUint32(4, nw, true);
+    raw[8] = copies;
+    raw[9] = setBitmap;
+    raw[11] = 22;
+    return raw;
+  };
+  t.equal((await c.call(plainRequest(Op.NOTIFY_VDI_ADD, { raw: vs(0, 0x77, 2, 1) }))).rsp.result, Result.SUCCESS);
+  t.equal((await c.call(plainRequest(Op.ALTER_VDI_COPY, { raw: vs(0, 0x77, 3, 0) }))).rsp.result, Result.SUCCESS);
+  t.equal(sheep.cluster.vdis.get(0x77)?.nrCopies, 3);
+  t.ok(sheep.cluster.inuse[0x77 >> 3], 'set_bitmap set the in-use bit');
+  const ckpt = new Uint8Array(32);
+  ckpt[0] = 1;
+  t.equal((await c.call(plainRequest(Op.VDI_STATE_CHECKPOINT_CTL, { raw: ckpt }))).rsp.result, Result.AGAIN);
+  t.equal((await c.call(plainRequest(Op.VDI_STATE_CHECKPOINT_CTL))).rsp.result, Result.SUCCESS);
+  for (const op of [
+    Op.NOTIFY_VDI_DEL,
+    Op.COMPLETE_RECOVERY,
+    Op.ENABLE_RECOVER,
+    Op.TRACE_ENABLE,
+    Op.TRACE_DISABLE,
+    Op.TRACE_READ_BUF,
+  ]) {
+    t.equal((await c.call(plainRequest(op))).rsp.result, Result.SUCCESS, `0x${op.toString(16)}`);
+  }
+  t.equal((await c.call(plainRequest(Op.MD_PLUG))).rsp.result, Result.UNKNOWN);
+  t.equal((await c.call(plainRequest(Op.MD_UNPLUG))).rsp.result, Result.UNKNOWN);
+  t.equal((await c.call(plainRequest(Op.MD_INFO, { dataLength: 10 }))).rsp.result, Result.INVALID_PARMS);
+  const rec = Buffer.alloc(24, 3);
+  t.equal(
+    (await c.call(plainRequest(Op.SET_RECOVERY, { flags: Flag.CMD_WRITE, dataLength: 24 }), rec)).rsp.result,
+    Result.SUCCESS,
+  );
+  t.ok((await c.call(plainRequest(Op.GET_RECOVERY, { dataLength: 24 }))).body.equals(rec));
+  const five = Buffer.alloc(4);
+  five.writeInt32LE(5, 0);
+  t.equal(
+    (await c.call(plainRequest(Op.SET_LOGLEVEL, { flags: Flag.CMD_WRITE, dataLength: 4 }), five)).rsp.result,
+    Result.SUCCESS,
+  );
+  t.equal((await c.call(plainRequest(Op.GET_LOGLEVEL, { dataLength: 4 }))).body.readInt32LE(0), 5);
+  // a fixed-vnodes cluster lets SET_VNODES through
+  t.equal((await makeFs(c, 'plain', { copies: 2, clusterFlags: 0 })).rsp.result, Result.SUCCESS);
+  t.equal(
+    (await c.call(plainRequest(Op.SET_VNODES, { flags: Flag.CMD_WRITE, dataLength: 4 }), five)).rsp.result,
+    Result.SUCCESS,
+  );
+  t.equal((await c.call(plainRequest(Op.GET_VNODES, { dataLength: 4 }))).body.readInt32LE(0), 5);
+  const zero = Buffer.alloc(4);
+  t.equal(
+    (await c.call(plainRequest(Op.SET_VNODES, { flags: Flag.CMD_WRITE, dataLength: 4 }), zero)).rsp.result,
+    Result.INVALID_PARMS,
+  );
+  // STRICT: a write needing more zones than there are nodes halts
+  t.equal((await makeFs(c, 'plain', { copies: 3, clusterFlags: 0x01 })).rsp.result, Result.SUCCESS);
+  await sheep.stopNode(2);
+  t.equal((await createObj(c, vidToDataOid(5, 0), 0, Buffer.from('x'))).rsp.result, Result.HALT);
+  await sheep.startNode(2);
+  t.equal((await createObj(c, vidToDataOid(5, 0), 0, Buffer.from('x'))).rsp.result, Result.SUCCESS);
+  t.same(sheep.internalErrors, []);
+});
+
+t.test('serveMemorySheep runs until aborted', async (t) => {
+  const { serveMemorySheep } = await import('../../lib/sheep/index.js');
+  const ac = new AbortController();
+  let addresses: readonly string[] = [];
+  const done = serveMemorySheep(
+    { nodes: 2 },
+    {
+      signal: ac.signal,
+      onListening: (a) => {
+        addresses = a;
+        ac.abort();
+      },
+    },
+  );
+  await done;
+  t.equal(addresses.length, 2);
+  await t.rejects(RawClient.connect(addresses[0] as string), 'closed after the abort');
 });

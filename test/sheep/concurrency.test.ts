@@ -25,7 +25,8 @@ t.test('pipelined requests on one connection, answered by id', async (t) => {
       body,
     );
   }
-  for (let i = 0; i < n; i++) c.send(objRequest(Op.READ_OBJ, { id: 1000 + i, oid: vidToDataOid(7, i), dataLength: 12 }));
+  for (let i = 0; i < n; i++)
+    c.send(objRequest(Op.READ_OBJ, { id: 1000 + i, oid: vidToDataOid(7, i), dataLength: 12 }));
   const writes = await Promise.all(Array.from({ length: n }, (_, i) => c.next((f) => f.rsp.id === i + 1)));
   t.ok(writes.every((f) => f.rsp.result === Result.SUCCESS));
   const reads = await Promise.all(Array.from({ length: n }, (_, i) => c.next((f) => f.rsp.id === 1000 + i)));
@@ -45,7 +46,8 @@ t.test('several nodes share one cluster state', async (t) => {
   t.equal((await new MiniDog(c2).read(v, 100, 10)).toString(), 'via node 1');
   t.equal(sheep.stats.connections, 3);
   // cluster operations are totally ordered: the same NEW_VDI from three nodes at once
-  for (const c of cs) c.send(vdiRequest(Op.NEW_VDI, { id: 9, flags: Flag.CMD_WRITE, dataLength: 256, vdiSize: 1n }), nameBody('race'));
+  for (const c of cs)
+    c.send(vdiRequest(Op.NEW_VDI, { id: 9, flags: Flag.CMD_WRITE, dataLength: 256, vdiSize: 1n }), nameBody('race'));
   const results = await Promise.all(cs.map((c) => c.next((f) => f.rsp.id === 9)));
   t.same(results.map((f) => f.rsp.result).sort(), [Result.SUCCESS, Result.VDI_EXIST, Result.VDI_EXIST]);
 });
@@ -70,7 +72,8 @@ t.test('reorder: replies of one batch leave in reverse order', async (t) => {
   );
   sheep.setReorder(false);
   c.socket.cork();
-  for (const id of ids) c.send(objRequest(Op.READ_OBJ, { id: 100 + id, oid: vidToDataOid(1, 0), offset: id, dataLength: 1 }));
+  for (const id of ids)
+    c.send(objRequest(Op.READ_OBJ, { id: 100 + id, oid: vidToDataOid(1, 0), offset: id, dataLength: 1 }));
   c.socket.uncork();
   const inOrder: number[] = [];
   for (const _ of ids) inOrder.push((await c.next()).rsp.id);

@@ -171,10 +171,7 @@ export class MiniDog {
       const idx = check(await readObj(this.c, vidToVdiOid(vid), SD_INODE_HEADER_SIZE, 4 * nr), 'index').body;
       for (let i = 0; i < nr; i++) if (idx.readUInt32LE(4 * i)) await this.setSlot(vid, i, 0);
     }
-    return this.c.call(
-      vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: 512 }),
-      nameBody(name, tag),
-    );
+    return this.c.call(vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: 512 }), nameBody(name, tag));
   }
 
   /** CREATE_AND_WRITE + index entry for every object (dog vdi create -P). */

@@ -20,8 +20,11 @@ const nodeList = (id: number) => plainRequest(Op.GET_NODE_LIST, { id, dataLength
 t.test('delay: the reply comes after later ones', async (t) => {
   const { sheep, c } = await setup(t);
   sheep.inject(0, { kind: 'delay', ms: 100, opcode: Op.READ_VDIS });
+  // one write: both requests are handled in the same turn, before any timer
+  c.socket.cork();
   c.send(readVdis(1));
   c.send(nodeList(2));
+  c.socket.uncork();
   const first = await c.next();
   const second = await c.next();
   t.equal(first.rsp.id, 2, 'the undelayed reply first');

@@ -160,7 +160,10 @@ t.test('depth-2 trees: snapshot copies the leaf nodes; delete walks the tree', a
   t.equal(vidOf(del), work);
   t.equal(sheep.stats.objects, before, 'the working VDI owns no data objects (they are the snapshot’s)');
   t.equal((await getVdiInfo(c, 'deep')).rsp.result, Result.NO_VDI);
-  const delSnap = await c.call(vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: 256, snapid: 1 }), nameBody('deep'));
+  const delSnap = await c.call(
+    vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: 256, snapid: 1 }),
+    nameBody('deep'),
+  );
   t.equal(delSnap.rsp.result, Result.SUCCESS);
   t.equal(sheep.stats.objects, before - 2, 'the two remaining objects of the snapshot are gone');
   const h = decodeInodeHeader((await readObj(c, vidToVdiOid(vid), 0, SD_INODE_HEADER_SIZE + 8)).body);

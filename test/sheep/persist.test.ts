@@ -86,7 +86,10 @@ t.test('write, close, start again on the same dir, read back', async (t) => {
     t.equal(work.subarray(0, 5).toString(), 'after');
     t.ok(work.subarray(3 * MiB).equals(data));
     t.ok((await dog.read(ids.clone as number, 3 * MiB, data.length)).equals(data), 'clone data identical');
-    t.ok((await c.call(plainRequest(Op.READ_VDIS, { dataLength: VDI_BITMAP_SIZE }))).body.equals(inuse), 'in-use bitmap');
+    t.ok(
+      (await c.call(plainRequest(Op.READ_VDIS, { dataLength: VDI_BITMAP_SIZE }))).body.equals(inuse),
+      'in-use bitmap',
+    );
     t.ok(
       (await c.call(plainRequest(Op.READ_DEL_VDIS, { dataLength: VDI_BITMAP_SIZE }))).body.equals(deleted),
       'deleted bitmap',

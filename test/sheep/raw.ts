@@ -116,7 +116,7 @@ export class RawClient {
     encodeRequest(req, h);
     this.socket.cork();
     this.socket.write(h);
-    if (body && body.length) this.socket.write(body);
+    if (body?.length) this.socket.write(body);
     this.socket.uncork();
     return req.id;
   }
@@ -154,7 +154,10 @@ export async function newVdi(
   size: bigint,
   f: Partial<Parameters<typeof vdiRequest>[1]> = {},
 ): Promise<Frame> {
-  return c.call(vdiRequest(Op.NEW_VDI, { flags: Flag.CMD_WRITE, dataLength: 256, vdiSize: size, ...f }), nameBody(name));
+  return c.call(
+    vdiRequest(Op.NEW_VDI, { flags: Flag.CMD_WRITE, dataLength: 256, vdiSize: size, ...f }),
+    nameBody(name),
+  );
 }
 
 export async function getVdiInfo(c: RawClient, name: string, tag = '', snapid = 0): Promise<Frame> {

@@ -3,6 +3,13 @@
 // copies 2, locking on), in file order, one socket per recorded connection,
 // and compares every reply with what sheep 1.0 answered.
 //
+// Sending: frames are taken in recorded (file) order across connections; a
+// request is written when its frame comes, and at a reply frame we wait for
+// our reply with that id on that connection. dog waits for each reply before
+// its next request, so it is replayed the same way; a client that pipelined
+// (libsheepdog numbers its requests, file 16) would get its requests sent as
+// recorded and its replies matched by id.
+//
 // Compared: the whole 48-byte reply header (proto_ver, opcode, flags, epoch,
 // id, data_length, result and every union byte) and the body, byte for byte,
 // or by sha256 where the recording kept only the hash (replies over 8 KiB).

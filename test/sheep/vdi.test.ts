@@ -63,7 +63,10 @@ t.test('NEW_VDI: ids from the name hash, VDI_EXIST, copies and bss defaults', as
   const again = await newVdi(c, 'alpha', 1n);
   t.equal(again.rsp.result, Result.VDI_EXIST);
   // the name body must be exactly 256 bytes
-  const bad = await c.call(vdiRequest(Op.NEW_VDI, { flags: Flag.CMD_WRITE, dataLength: 512, vdiSize: 1n }), nameBody('x', ''));
+  const bad = await c.call(
+    vdiRequest(Op.NEW_VDI, { flags: Flag.CMD_WRITE, dataLength: 512, vdiSize: 1n }),
+    nameBody('x', ''),
+  );
   t.equal(bad.rsp.result, Result.INVALID_PARMS);
   // EC: copies = d + p, policy kept
   const ec = await newVdi(c, 'ecvol', 64n * BigInt(MiB), { copies: 3, copyPolicy: 0x11 });
@@ -432,4 +435,55 @@ t.test('RECYCLE_VID clusters scan the whole bitmap', async (t) => {
   t.equal(v, 1, 'the first free vid, not the hash');
   t.equal(await dog.vid('alpha'), 1);
   t.equal(await dog.create('beta', MiB), 2);
+});
+
+t.test('shared locks: inode coherence and INODE_INVALIDATED for TGT requests', async (t) => {
+  const { sheep, dog } = await cluster(t);
+  const v = await dog.create('mp', 8 * MiB);
+  await dog.write('mp', 0, Buffer.from('x'));
+  const n0 = dog.c;
+  const n1 = await RawClient.connect(sheep.addresses[1] as string);
+  t.teardown(() => n1.close());
+  const lock = (c: RawClient): Promise<import('./raw.js').Frame> =>
+    c.call(vdiRequest(Op.LOCK_VDI, { flags: Flag.CMD_WRITE, dataLength: 256, type: 1 }), nameBody('mp'));
+  const states = async (): Promise<number[]> => (await vdiStates(n0)).find((s) => s.vid === v)?.participantsState ?? [];
+  t.equal((await lock(n0)).rsp.result, Result.SUCCESS);
+  t.equal((await lock(n1)).rsp.result, Result.SUCCESS);
+  t.same(await states(), [1, 3], 'n0 modified, n1 invalidated');
+  const tgtRead = (c: RawClient, oid: bigint, offset: number, len: number): Promise<import('./raw.js').Frame> =>
+    c.call(objRequest(Op.READ_OBJ, { flags: Flag.CMD_TGT, oid, offset, dataLength: len }));
+  t.equal((await tgtRead(n1, vidToDataOid(v, 0), 0, 1)).rsp.result, Result.INODE_INVALIDATED);
+  t.equal((await tgtRead(n0, vidToDataOid(v, 0), 0, 1)).rsp.result, Result.SUCCESS);
+  // an inode refresh (whole header + index) validates the reader
+  const refresh = await tgtRead(n1, vidToVdiOid(v), 0, 4664 + 4 * 2 ** 20);
+  t.equal(refresh.rsp.result, Result.SUCCESS);
+  t.same(await states(), [2, 2], 'both shared');
+  // an index update from n1 invalidates the others
+  const b = Buffer.alloc(4);
+  const w = await n1.call(
+    objRequest(Op.WRITE_OBJ, {
+      flags: Flag.CMD_WRITE | Flag.CMD_TGT,
+      oid: vidToVdiOid(v),
+      offset: 4664 + 4,
+      dataLength: 4,
+    }),
+    b,
+  );
+  t.equal(w.rsp.result, Result.SUCCESS);
+  t.same(await states(), [3, 1], 'n0 invalidated, n1 modified');
+  const w0 = await n0.call(
+    objRequest(Op.WRITE_OBJ, { flags: Flag.CMD_WRITE | Flag.CMD_TGT, oid: vidToDataOid(v, 0), dataLength: 1 }),
+    Buffer.from('y'),
+  );
+  t.equal(w0.rsp.result, Result.INODE_INVALIDATED);
+  const ic = await n0.call(
+    (await import('../../protocol/index.js')).plainRequest(Op.INODE_COHERENCE, {
+      raw: (() => {
+        const r = new Uint8Array(32);
+        new DataView(r.buffer).setUint32(0, 0x999, true);
+        return r;
+      })(),
+    }),
+  );
+  t.equal(ic.rsp.result, Result.NO_VDI, 'coherence of an unknown vid');
 });
