@@ -578,31 +578,11 @@ export class SheepdogClient {
     checkVdiName(name);
     checkVdiName(target, 'target VDI name');
     const h = await this.snapshotHeader(name, snapshot);
-    const vid = await this.newVdi(
-      target,
-      {
-        vdiSize: h.vdiSize,
-        baseVdiId: h.vdiId,
-        copies: h.nrCopies,
-        copyPolicy: h.copyPolicy,
-        storePolicy: h.storePolicy,
-        blockSizeShift: h.blockSizeShift,
-      },
-      `clone ${name} (${String(snapshot)}) to ${target}`,
-    );
-    return this.getVdiById(vid);
+    return this.newVdiFrom(target, h, `clone ${name} (${String(snapshot)}) to ${target}`);
   }
 
-  private async getVdiById(vid: number): Promise<VdiInfo> {
-    const { header, index } = await this.loadInode(vid);
-    return this.info(header, index);
-  }
-
-  /** Roll a VDI back to a snapshot: the working VDI is deleted and re-made from the snapshot. */
-  async rollbackVdi(name: string, snapshot: SnapshotRef): Promise<VdiInfo> {
-    checkVdiName(name);
-    const h = await this.snapshotHeader(name, snapshot);
-    await this.deleteVdi(name);
+  /** NEW_VDI of a working VDI based on snapshot `h` (same size and policy), then its info. */
+  private async newVdiFrom(name: string, h: InodeHeader, context: string): Promise<VdiInfo> {
     const vid = await this.newVdi(
       name,
       {
@@ -613,9 +593,18 @@ export class SheepdogClient {
         storePolicy: h.storePolicy,
         blockSizeShift: h.blockSizeShift,
       },
-      `rollback VDI ${name}`,
+      context,
     );
-    return this.getVdiById(vid);
+    const { header, index } = await this.loadInode(vid);
+    return this.info(header, index);
+  }
+
+  /** Roll a VDI back to a snapshot: the working VDI is deleted and re-made from the snapshot. */
+  async rollbackVdi(name: string, snapshot: SnapshotRef): Promise<VdiInfo> {
+    checkVdiName(name);
+    const h = await this.snapshotHeader(name, snapshot);
+    await this.deleteVdi(name);
+    return this.newVdiFrom(name, h, `rollback VDI ${name}`);
   }
 
   /** Grow a VDI. Shrinking is refused (InvalidArgumentError). */
