@@ -64,6 +64,7 @@ import {
   hyperWalk,
   MAX_SLOTS,
   newInodeHead,
+  type NewInode,
   OFF,
   readHead,
   strncmp,
@@ -763,21 +764,7 @@ export class SheepCluster {
 
   /** `create_vdi()`. */
   private createInode(io: NewVdiIocb, snapid: number, vid: number): number {
-    const head = newInodeHead(
-      {
-        name: io.name,
-        vdiId: vid,
-        createTime: io.time,
-        vdiSize: io.size,
-        copyPolicy: io.copyPolicy,
-        storePolicy: io.storePolicy,
-        nrCopies: io.nrCopies,
-        blockSizeShift: io.bss,
-        snapId: snapid,
-        parentVdiId: io.baseVid,
-      },
-      io.storePolicy !== 0,
-    );
+    const head = newInodeHead(inodeFields(io, vid, snapid), io.storePolicy !== 0);
     const r = this.store.create(vidToVdiOid(vid), SD_INODE_SIZE, 0, head);
     return r === 'ok' ? Result.SUCCESS : Result.VDI_WRITE;
   }
@@ -818,24 +805,7 @@ export class SheepCluster {
     }
     // alloc_inode() with the base's index
     const obj = new SparseObject(SD_INODE_SIZE);
-    obj.write(
-      0,
-      newInodeHead(
-        {
-          name: io.name,
-          vdiId: vid,
-          createTime: io.time,
-          vdiSize: io.size,
-          copyPolicy: io.copyPolicy,
-          storePolicy: io.storePolicy,
-          nrCopies: io.nrCopies,
-          blockSizeShift: io.bss,
-          snapId: snapid,
-          parentVdiId: io.baseVid,
-        },
-        false,
-      ),
-    );
+    obj.write(0, newInodeHead(inodeFields(io, vid, snapid), false));
     copyRegion(base, obj, DATA_OFF, SD_INODE_DATA_INDEX_SIZE);
     if (io.storePolicy === 1) {
       // sd_inode_copy_vdis(): a depth-2 B-tree gets its own copies of the leaf nodes
@@ -1183,4 +1153,20 @@ function concat(parts: Uint8Array[]): Uint8Array {
     o += p.length;
   }
   return out;
+}
+
+/** The header fields of a new inode made by NEW_VDI. */
+function inodeFields(io: NewVdiIocb, vid: number, snapid: number): NewInode {
+  return {
+    name: io.name,
+    vdiId: vid,
+    createTime: io.time,
+    vdiSize: io.size,
+    copyPolicy: io.copyPolicy,
+    storePolicy: io.storePolicy,
+    nrCopies: io.nrCopies,
+    blockSizeShift: io.bss,
+    snapId: snapid,
+    parentVdiId: io.baseVid,
+  };
 }

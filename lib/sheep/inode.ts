@@ -12,26 +12,11 @@ import {
   SD_MAX_VDI_LEN,
 } from '../../protocol/constants.js';
 import { u16, u32, u64, w8, w16, w32, w64 } from '../../protocol/bytes.js';
-import { INODE_BTREE_MAGIC } from '../../protocol/records.js';
+import { INODE_BTREE_MAGIC, INODE_OFF } from '../../protocol/records.js';
 import type { SparseObject } from './store.js';
 
-export const OFF = {
-  name: 0,
-  tag: 256,
-  createTime: 512,
-  snapCtime: 520,
-  vmClockNsec: 528,
-  vdiSize: 536,
-  vmStateSize: 544,
-  copyPolicy: 552,
-  storePolicy: 553,
-  nrCopies: 554,
-  blockSizeShift: 555,
-  snapId: 556,
-  vdiId: 560,
-  parentVdiId: 564,
-  btreeCounter: 568,
-} as const;
+/** Field offsets of struct sd_inode (the codec's table). */
+export const OFF = INODE_OFF;
 
 /** Bytes of the header fields up to and including btree_counter. */
 export const HEAD_FIELDS_SIZE = 572;
