@@ -641,7 +641,7 @@ export class SheepdogClient {
       const oid = vidToVdiOid(vid);
       const runs: [number, number][] = [];
       const s = index.slots;
-      for (let i = 0; i < s.length; ) {
+      for (let i = 0; i < s.length;) {
         if (s[i] === 0) {
           i++;
           continue;

@@ -207,11 +207,7 @@ export const InodeInvalidatedError = sub('InodeInvalidatedError', Result.INODE_I
 
 const byResult = new Map<
   number,
-  new (
-    context?: string,
-    node?: string,
-    options?: ErrorOptions,
-  ) => SheepdogResponseError
+  new (context?: string, node?: string, options?: ErrorOptions) => SheepdogResponseError
 >([
   [Result.NO_VDI, NoVdiError],
   [Result.VDI_EXIST, VdiExistsError],

@@ -62,7 +62,7 @@ export class FlatIndex implements VdiIndex {
   async persist(io: IndexIO, inodeOid: bigint, idxs: readonly number[]): Promise<void> {
     const sorted = [...new Set(idxs)].sort((a, b) => a - b);
     const writes: Promise<void>[] = [];
-    for (let i = 0; i < sorted.length; ) {
+    for (let i = 0; i < sorted.length;) {
       const start = sorted[i] as number;
       let end = start;
       i++;

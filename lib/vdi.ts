@@ -9,7 +9,7 @@
  * write is lost. See docs/architecture.md, "data path".
  */
 import { Readable, Writable } from 'node:stream';
-import { Flag, Op, Result, StorePolicy } from '../protocol/constants.js';
+import { Op, Result, StorePolicy } from '../protocol/constants.js';
 import { objRequest } from '../protocol/header.js';
 import { vidToDataOid, vidToVdiOid } from '../protocol/oid.js';
 import type { InodeHeader } from '../protocol/records.js';

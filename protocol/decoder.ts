@@ -11,6 +11,11 @@
  * buffer, or into a caller-supplied target. Nothing is concatenated per chunk.
  * A data_length above `maxDataLength` is a ProtocolError before anything is
  * allocated; after an error the decoder refuses further input.
+ *
+ * With `transient: true` the caller reuses each chunk's memory once push()
+ * returns (e.g. a socket read into one fixed buffer): bodies are then always
+ * copies, a header kept across chunks is copied, and only the header passed
+ * to `onFrame` may be a view of the chunk, valid during that call.
  */
 import { Flag, HEADER_SIZE } from './constants.js';
 import { ProtocolError } from './errors.js';
@@ -30,6 +35,12 @@ export interface FrameDecoderOptions {
    * that is too small is a ProtocolError.
    */
   bodyTarget?: (header: Uint8Array, length: number) => Uint8Array | undefined;
+  /**
+   * The chunks given to push() are reused by the caller afterwards: never
+   * hand out or keep a view of one, except the header passed to `onFrame`,
+   * which is valid only during that call. Default false.
+   */
+  transient?: boolean;
 }
 
 export const DEFAULT_MAX_DATA_LENGTH = 64 * 1024 * 1024;
@@ -39,6 +50,7 @@ export class FrameDecoder {
   readonly direction: FrameDirection;
   readonly maxDataLength: number;
   private readonly bodyTarget: FrameDecoderOptions['bodyTarget'];
+  private readonly transient: boolean;
   private hdr: Uint8Array | undefined; // header being assembled across chunks
   private hdrFill = 0;
   private pendHeader: Uint8Array | undefined; // header of a body in progress
@@ -54,6 +66,7 @@ export class FrameDecoder {
     this.direction = opts.direction;
     this.maxDataLength = opts.maxDataLength ?? DEFAULT_MAX_DATA_LENGTH;
     this.bodyTarget = opts.bodyTarget;
+    this.transient = opts.transient === true;
   }
 
   /** Bytes held for an incomplete frame. */
@@ -105,6 +118,16 @@ export class FrameDecoder {
     this.pendFill = 0;
   }
 
+  /** A body lying whole in `chunk`: a view of it, or a copy when chunks are transient. */
+  private bodyOf(chunk: Uint8Array, off: number, len: number): Uint8Array {
+    const view = chunk.subarray(off, off + len);
+    if (!this.transient) return view;
+    // allocUnsafeSlow, as for split bodies: body.buffer is the body alone.
+    const b = Buffer.allocUnsafeSlow(len);
+    b.set(view);
+    return b;
+  }
+
   private consume(chunk: Uint8Array, onFrame: FrameHandler): void {
     let off = 0;
     const end = chunk.length;
@@ -116,7 +139,7 @@ export class FrameDecoder {
           if (end - off >= this.pendLen) {
             const h = this.pendHeader;
             this.pendHeader = undefined;
-            const b = chunk.subarray(off, off + this.pendLen);
+            const b = this.bodyOf(chunk, off, this.pendLen);
             off += this.pendLen;
             onFrame(h, b);
             continue;
@@ -159,14 +182,15 @@ export class FrameDecoder {
       }
       const target = this.bodyTarget?.(header, len);
       if (target === undefined && end - off >= len) {
-        onFrame(header, chunk.subarray(off, off + len));
+        onFrame(header, this.bodyOf(chunk, off, len));
         off += len;
         continue;
       }
       if (target !== undefined && target.length < len) {
         throw new ProtocolError(`frame body of ${len} bytes does not fit the ${target.length}-byte target buffer`);
       }
-      this.pendHeader = header;
+      // A header that is a view of a transient chunk must not outlive it.
+      this.pendHeader = this.transient && header.buffer === chunk.buffer ? new Uint8Array(header) : header;
       this.pendBody = target ?? EMPTY; // allocated when the first body bytes arrive
       this.pendLen = len;
       this.pendFill = 0;

@@ -219,7 +219,12 @@ t.test('model-based: random writes, reads and snapshots match an in-memory disk'
   const model = Buffer.alloc(size);
   const snaps: { tag: string; data: Buffer }[] = [];
   const op = fc.oneof(
-    fc.record({ kind: fc.constant('w' as const), off: fc.nat(size - 1), len: fc.integer({ min: 1, max: 300000 }), seed: fc.nat() }),
+    fc.record({
+      kind: fc.constant('w' as const),
+      off: fc.nat(size - 1),
+      len: fc.integer({ min: 1, max: 300000 }),
+      seed: fc.nat(),
+    }),
     fc.record({ kind: fc.constant('r' as const), off: fc.nat(size - 1), len: fc.integer({ min: 1, max: 300000 }) }),
     fc.record({ kind: fc.constant('s' as const) }),
   );

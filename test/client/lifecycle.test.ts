@@ -195,7 +195,10 @@ t.test('delete reclaims objects', async (t) => {
   await client.deleteVdi('r', { snapshot: 's' });
   await client.deleteVdi('r');
   // Deleted inodes stay behind with their name cleared (as in sheep); every data object is gone.
-  t.ok(sheep.stats.objects <= base + 2, `data objects reclaimed (clone ${c.vdiId.toString(16)}): ${sheep.stats.objects} <= ${base + 2}`);
+  t.ok(
+    sheep.stats.objects <= base + 2,
+    `data objects reclaimed (clone ${c.vdiId.toString(16)}): ${sheep.stats.objects} <= ${base + 2}`,
+  );
 });
 
 t.test('hyper volume: create, write and read above 4 TiB, delete', async (t) => {
