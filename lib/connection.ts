@@ -11,8 +11,10 @@
  *   copied into one slab, and a payload is written as its own buffer right
  *   after its header (no concatenation). `write() === false` stops the batch
  *   until 'drain'. TCP_NODELAY is on.
- * - Reads go through the codec's streaming FrameDecoder; a reply body can be
- *   received straight into a caller's buffer (`readInto`).
+ * - The socket reads into one buffer per connection (`onread`: no new chunk
+ *   and no stream machinery per read), decoded by the codec's FrameDecoder in
+ *   `transient` mode; a reply body is received straight into a caller's
+ *   buffer (`readInto`) or into a buffer of its own.
  * - A reply with an unknown id, a header that does not match its request or
  *   an oversize body destroys the socket; every request in flight fails with
  *   SheepProtocolError naming the node and the reason.
@@ -89,7 +91,11 @@ export abstract class ConnectionOp {
     this.readInto = readInto;
   }
 
-  /** The reply arrived. `header` and `body` may be views of a socket chunk (or `body` of readInto). */
+  /**
+   * The reply arrived. `header` is valid only during the call (it may be a
+   * view of the connection's read buffer); `body` is the readInto target or a
+   * buffer of its own.
+   */
   abstract onReply(header: Uint8Array, body: Uint8Array, conn: Connection): void;
   /** The connection failed before the reply. `sent`: the request had been written. */
   abstract onError(err: Error, conn: Connection, sent: boolean): void;
@@ -271,7 +277,7 @@ export class Connection {
       // Read into one buffer per connection instead of a new chunk per read
       // (and no stream machinery per chunk): replies are decoded straight
       // out of it, bodies land in their readInto target or in a copy.
-      onread: { buffer: Buffer.allocUnsafeSlow(Number(process.env.SDRB ?? READ_BUFFER_SIZE)), callback: this.onRead },
+      onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER_SIZE), callback: this.onRead },
     });
     this.socket.on('connect', this.onConnect);
     this.socket.on('drain', this.onDrain);

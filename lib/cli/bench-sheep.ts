@@ -16,15 +16,12 @@ import { startMemorySheep } from '../sheep/index.js';
 import type { MemorySheep, MemorySheepOptions } from '../sheep/types.js';
 
 export type BenchSheepMessage =
-  | { type: 'ready'; addresses: string[]; pid: number }
-  | { type: 'error'; message: string }
-  | { type: 'stopped' };
+  { type: 'ready'; addresses: string[]; pid: number } | { type: 'error'; message: string } | { type: 'stopped' };
 
 type Post = (m: BenchSheepMessage) => void;
 
 function channel():
-  | { post: Post; onMessage(fn: (m: unknown) => void): void; onLost(fn: () => void): void }
-  | undefined {
+  { post: Post; onMessage(fn: (m: unknown) => void): void; onLost(fn: () => void): void } | undefined {
   if (!isMainThread && parentPort) {
     const port = parentPort;
     return {

@@ -1,0 +1,120 @@
+// FrameDecoder with `transient: true` (the connection reads every socket
+// chunk into one reused buffer): after each push() the chunk's memory is
+// overwritten, and every frame must still come out intact: bodies are copies
+// (own ArrayBuffer), a header kept across chunks is a copy, and bodies with a
+// target land in the target.
+import t from 'tap';
+import fc from 'fast-check';
+import {
+  FrameDecoder,
+  HEADER_SIZE,
+  Op,
+  Result,
+  encodeResponse,
+  objRequest,
+  responseFor,
+} from '../../protocol/index.js';
+
+interface Frame {
+  id: number;
+  body: Uint8Array;
+}
+
+function stream(lens: number[]): { bytes: Uint8Array; frames: Frame[] } {
+  const frames: Frame[] = lens.map((len, i) => {
+    const body = new Uint8Array(len);
+    for (let k = 0; k < len; k++) body[k] = (i * 31 + k * 7 + 1) & 0xff;
+    return { id: i + 1, body };
+  });
+  const total = frames.reduce((n, f) => n + HEADER_SIZE + f.body.length, 0);
+  const bytes = new Uint8Array(total);
+  let off = 0;
+  for (const f of frames) {
+    const req = objRequest(Op.READ_OBJ, { id: f.id, dataLength: f.body.length });
+    encodeResponse(responseFor(req, Result.SUCCESS, { dataLength: f.body.length }), bytes, off);
+    off += HEADER_SIZE;
+    bytes.set(f.body, off);
+    off += f.body.length;
+  }
+  return { bytes, frames };
+}
+
+t.test('transient chunks: bodies and kept headers survive the reuse of the chunk', async (t) => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 0, max: 3000 }), { minLength: 1, maxLength: 12 }),
+      fc.array(fc.nat(), { maxLength: 40 }),
+      fc.boolean(),
+      (lens, cuts, withTarget) => {
+        const { bytes, frames } = stream(lens);
+        const scratch = new Uint8Array(bytes.length + 1);
+        const targets = new Map<number, Uint8Array>();
+        const d = new FrameDecoder({
+          direction: 'response',
+          transient: true,
+          ...(withTarget && {
+            bodyTarget: (h: Uint8Array, len: number): Uint8Array | undefined => {
+              const id = new DataView(h.buffer, h.byteOffset).getUint32(8, true);
+              const b = new Uint8Array(len + 5);
+              targets.set(id, b);
+              return id % 2 === 0 ? b : undefined;
+            },
+          }),
+        });
+        const got: { id: number; body: Uint8Array }[] = [];
+        const onFrame = (h: Uint8Array, b: Uint8Array): void => {
+          const id = new DataView(h.buffer, h.byteOffset).getUint32(8, true);
+          // The body must not be a view of the reused chunk.
+          if (b.length > 0 && b.buffer === scratch.buffer) throw new Error(`frame ${id}: body is a view of the chunk`);
+          got.push({ id, body: b });
+        };
+        // Push each piece through the one scratch buffer, then trash it.
+        const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+        let prev = 0;
+        for (const p of [...points, bytes.length]) {
+          if (p <= prev) continue;
+          scratch.set(bytes.subarray(prev, p), 0);
+          d.push(scratch.subarray(0, p - prev), onFrame);
+          scratch.fill(0xee);
+          prev = p;
+        }
+        if (got.length !== frames.length) throw new Error(`${got.length} frames of ${frames.length}`);
+        for (let i = 0; i < frames.length; i++) {
+          const want = frames[i] as Frame;
+          const g = got[i] as { id: number; body: Uint8Array };
+          if (g.id !== want.id) throw new Error(`frame ${i}: id ${g.id}, want ${want.id}`);
+          if (
+            Buffer.compare(g.body.subarray(0, want.body.length), want.body) !== 0 ||
+            g.body.length !== want.body.length
+          )
+            throw new Error(`frame ${want.id}: body differs`);
+          const tgt = targets.get(want.id);
+          if (withTarget && want.body.length > 0 && want.id % 2 === 0 && tgt && g.body.buffer !== tgt.buffer)
+            throw new Error(`frame ${want.id}: body not in its target`);
+        }
+        return true;
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.pass('300 random streams and splits');
+});
+
+t.test('transient: a body whole in the chunk is a copy with its own ArrayBuffer', async (t) => {
+  const { bytes } = stream([100]);
+  const d = new FrameDecoder({ direction: 'response', transient: true });
+  let body: Uint8Array | undefined;
+  d.push(bytes, (_h, b) => (body = b));
+  t.ok(body);
+  t.not(body?.buffer, bytes.buffer);
+  t.equal(body?.byteLength, 100);
+  t.equal(body?.buffer.byteLength, 100, 'exactly sized');
+});
+
+t.test('not transient: a body whole in the chunk is still a view (the default is unchanged)', async (t) => {
+  const { bytes } = stream([100]);
+  const d = new FrameDecoder({ direction: 'response' });
+  let body: Uint8Array | undefined;
+  d.push(bytes, (_h, b) => (body = b));
+  t.equal(body?.buffer, bytes.buffer);
+});
