@@ -98,6 +98,8 @@ export class HyperIndex implements VdiIndex {
   readonly kind = 'hyper' as const;
   readonly depth: number;
   private readonly map: Map<number, number>;
+  /** The last root write queued: writes go one at a time (see persist). */
+  private tail: Promise<void> = Promise.resolve();
   constructor(depth: number, map: Map<number, number>) {
     this.depth = depth;
     this.map = map;
@@ -132,7 +134,18 @@ export class HyperIndex implements VdiIndex {
     if (vid === 0) this.map.delete(idx);
     else this.map.set(idx, vid);
   }
-  async persist(io: IndexIO, inodeOid: bigint, _idxs: readonly number[]): Promise<void> {
+  /**
+   * Every persist writes the whole root, so two in flight could land in
+   * either order and the later-built one (holding both calls' entries) be
+   * overwritten by the earlier: one at a time, each built when its turn
+   * comes, so the last write holds every entry set before it.
+   */
+  persist(io: IndexIO, inodeOid: bigint, _idxs: readonly number[]): Promise<void> {
+    const run = this.tail.then(() => this.writeRoot(io, inodeOid));
+    this.tail = run.catch(() => {});
+    return run;
+  }
+  private async writeRoot(io: IndexIO, inodeOid: bigint): Promise<void> {
     if (this.depth !== 1) {
       throw new SheepdogError(
         'writing a depth-2 hyper-volume B-tree is not supported (volumes written by this SDK stay at depth 1)',

@@ -89,7 +89,11 @@ export class Vdi {
   private readonly gates = new Map<number, Promise<void>>();
   /** Objects created but whose index update has not been confirmed: resolves true when it held. */
   private readonly unconfirmed = new Map<number, Promise<boolean>>();
+  /** Objects we created (slot = our vid in memory) whose index update failed: the next write re-persists them. */
+  private readonly unpersisted = new Set<number>();
   private locked: boolean;
+  /** The vid LOCK_VDI locked (a snapshot later moves the handle to a new vid; the lock stays on this one). */
+  private readonly lockedVid: number;
   private closed = false;
   private readonly active = new Set<Promise<unknown>>();
   private flushSupported = true;
@@ -108,6 +112,7 @@ export class Vdi {
     this.index = index;
     this.snapshot = o.snapshot;
     this.locked = o.locked;
+    this.lockedVid = header.vdiId;
     this.blockSizeShift = header.blockSizeShift;
     this.objectSize = 2 ** header.blockSizeShift;
     this.storePolicy = header.storePolicy;
@@ -251,7 +256,8 @@ export class Vdi {
       within + data.length <= os &&
       this.index.get(idx) === this.header.vdiId &&
       !this.gates.has(idx) &&
-      !this.unconfirmed.has(idx)
+      !this.unconfirmed.has(idx) &&
+      !this.unpersisted.has(idx)
     ) {
       return this.overwrite(data, offset, idx, within);
     }
@@ -303,7 +309,11 @@ export class Vdi {
         if (created.length > 0 && !stale) {
           try {
             await this.index.persist(this.host.indexIO, vidToVdiOid(vid), created);
+            for (const idx of created) this.unpersisted.delete(idx);
           } catch (e) {
+            // Our memory names these objects but the inode may not: later
+            // writes to them must persist the slots again (not the fast path).
+            for (const idx of created) this.unpersisted.add(idx);
             for (const p of pieces) if (created.includes(p.idx)) failed.push(p);
             firstError ??= e;
           }
@@ -360,6 +370,7 @@ export class Vdi {
         const pending = this.unconfirmed.get(p.idx);
         const r = await writeObjectResult(t, oid, p.within, chunk, { policy: this.policy });
         if (pending) waits.push(pending);
+        if (r === Result.SUCCESS && this.unpersisted.has(p.idx) && this.header.vdiId === vid) created.push(p.idx);
         return r;
       }
       let open: () => void = () => {};
@@ -398,6 +409,14 @@ export class Vdi {
         try {
           const vid = await this.host.lookupWorking(this.name);
           const { header, index } = await this.host.loadInode(vid);
+          if (vid === this.header.vdiId) {
+            // Same working VDI (a refresh): objects this handle created may
+            // not be in the inode yet (index update in flight, or failed):
+            // keep them, or a later write would create them over again.
+            for (const [idx, v] of this.index.entries()) if (v === vid && index.get(idx) !== vid) index.set(idx, vid);
+          } else {
+            this.unpersisted.clear();
+          }
           this.header = header;
           this.index = index;
           this.generation++;
@@ -507,7 +526,7 @@ export class Vdi {
     this.closed = true;
     if (this.locked) {
       this.locked = false;
-      await this.host.releaseLock(this.header.vdiId);
+      await this.host.releaseLock(this.lockedVid);
     }
   }
 

@@ -56,6 +56,8 @@ export interface BenchOptions {
   nullMode: boolean;
   /** Request timeout, ms. */
   timeout: number;
+  /** Reads through vdi.readInto into a reused buffer per slot. */
+  into: boolean;
 }
 
 /** The `--json` line, in this key order. */
@@ -125,6 +127,8 @@ Options:
       --nodes N                  embedded cluster: nodes (default 3)
       --null                     embedded cluster in null mode: answers at once, stores nothing
                                  (the client's own ceiling)
+      --into                     reads: vdi.readInto into one reused buffer per slot
+                                 (libsheepdog's sd_vdi_read shape) instead of vdi.read
       --timeout MS               request timeout (default 60000; 0 = none)
       --json                     print one JSON line: op, pattern, bs, qd, bytes, seconds,
                                  mibps, iops, p50_us, p99_us, max_rss_mb
@@ -150,6 +154,7 @@ const OPTIONS = {
   nodes: { type: 'string' },
   null: { type: 'boolean' },
   timeout: { type: 'string' },
+  into: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -223,6 +228,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
   const vdi = v.vdi ?? (nodes === undefined ? 'bench' : undefined);
   if (vdi === undefined) throw new UsageError('--vdi is required with -a');
   if (v.fill && v['no-fill']) throw new UsageError('--fill and --no-fill contradict each other');
+  if (v.into && op !== 'read') throw new UsageError('--into applies to --op read');
   if (nodes !== undefined && v.null) throw new UsageError('--null applies to the embedded cluster only (no -a)');
   if (nodes !== undefined && v.nodes !== undefined)
     throw new UsageError('--nodes applies to the embedded cluster only');
@@ -244,6 +250,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
     embeddedNodes: wholeNumber(v.nodes, 'nodes', 1, 64) ?? 3,
     nullMode: v.null === true,
     timeout: wholeNumber(v.timeout, 'timeout', 0) ?? 60_000,
+    into: v.into === true,
   };
 }
 
@@ -395,13 +402,16 @@ export interface MeasureOptions {
   qd: number;
   total: number | undefined;
   seconds: number | undefined;
+  /** Reads with `vdi.readInto` into one reused buffer per loop (the shape of libsheepdog's sd_vdi_read) instead of `vdi.read`. */
+  into?: boolean | undefined;
 }
 
 /**
  * The measured phase: `qd` loops, each issuing one `vdi.read` / `vdi.write`
- * of `bs` bytes as soon as its previous one completes. Offsets are
- * bs-aligned, sequential (shared cursor, wrapping) or uniformly random.
- * Latency is per request, from the call to the settled promise.
+ * (or `vdi.readInto`, with `into`) of `bs` bytes as soon as its previous one
+ * completes. Offsets are bs-aligned, sequential (shared cursor, wrapping) or
+ * uniformly random. Latency is per request, from the call to the settled
+ * promise.
  */
 export async function measure(
   vdi: Vdi,
@@ -439,14 +449,16 @@ export async function measure(
       o.seconds === undefined ? completed / maxOps : Math.min(1, (performance.now() - start) / (o.seconds * 1000)),
     );
   });
+  const into = !write && o.into === true;
   const loop = async (buf: Buffer | undefined): Promise<void> => {
     let now = performance.now();
     while (issued < maxOps && now < deadline) {
       issued++;
       const off = nextOffset();
-      const t0 = now;
-      if (buf) await vdi.write(buf, off);
-      else await vdi.read(off, bs);
+      const t0 = performance.now();
+      if (buf === undefined) await vdi.read(off, bs);
+      else if (into) await vdi.readInto(buf, off);
+      else await vdi.write(buf, off);
       now = performance.now();
       hist.record(Math.max(1, Math.round((now - t0) * 1e6)));
       completed++;
@@ -454,8 +466,10 @@ export async function measure(
   };
   try {
     const loops: Promise<void>[] = [];
-    for (let i = 0; i < qd; i++)
-      loops.push(loop(write ? fillPattern(Buffer.allocUnsafe(bs), 0x51ed27 + i) : undefined));
+    for (let i = 0; i < qd; i++) {
+      const buf = write ? fillPattern(Buffer.allocUnsafe(bs), 0x51ed27 + i) : into ? Buffer.alloc(bs) : undefined;
+      loops.push(loop(buf));
+    }
     await Promise.all(loops);
   } finally {
     sampler.stop();
@@ -522,7 +536,7 @@ function defaultSize(o: BenchOptions): number {
 
 function describe(r: RunStats, o: BenchOptions, where: string): string {
   const lines = [
-    `${r.op} ${r.pattern} bs=${formatSize(r.bs)} qd=${r.qd} on ${where}`,
+    `${r.op} ${r.pattern} bs=${formatSize(r.bs)} qd=${r.qd}${o.into ? ' (vdi.readInto)' : ''} on ${where}`,
     `  ${formatSize(r.bytes)} in ${r.seconds.toFixed(2)} s: ${r.mibps.toFixed(1)} MiB/s, ${Math.round(r.iops)} IOPS`,
     `  latency p50 ${r.p50_us} us, p99 ${r.p99_us} us; peak RSS ${r.max_rss_mb} MiB`,
   ];
