@@ -321,13 +321,20 @@ export class Vdi {
             // Fence: a snapshot taken after our objects were created but before
             // our index landed copied the old index. GET_VDI_INFO is a cluster
             // op, ordered after any such snapshot.
-            const now = await this.host.lookupWorking(this.name);
-            if (now !== vid) stale = true;
+            try {
+              if ((await this.host.lookupWorking(this.name)) !== vid) stale = true;
+            } catch (e) {
+              // Unconfirmed: nobody may count on these objects being indexed.
+              for (const p of pieces) if (created.includes(p.idx)) failed.push(p);
+              firstError = e;
+            }
           }
         }
         if (!stale) {
           for (const w of await Promise.all(waits)) if (!w) stale = true;
         }
+      } catch (e) {
+        firstError ??= e;
       } finally {
         settle(!stale && firstError === undefined);
         for (const idx of created) if (this.unconfirmed.get(idx) === confirmed) this.unconfirmed.delete(idx);
