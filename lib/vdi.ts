@@ -54,6 +54,12 @@ interface Piece {
 }
 
 const ZERO_BLOCK = new Uint8Array(1 << 16);
+/**
+ * Largest body of one object request. Objects can be up to 2 GiB (bss 31),
+ * far over what a gateway accepts in one frame (our pool and the embedded
+ * sheep default to 64 MiB): larger pieces are split within the object.
+ */
+const MAX_IO = 32 * 2 ** 20;
 
 export interface ReadStreamOptions {
   start?: number;
@@ -167,7 +173,8 @@ export class Vdi {
     }
   }
 
-  private pieces(offset: number, length: number): Piece[] {
+  /** Split a range per object, and large objects (bss > 25) into requests of at most `maxLen` bytes. */
+  private pieces(offset: number, length: number, maxLen = Infinity): Piece[] {
     const out: Piece[] = [];
     const os = this.objectSize;
     let pos = 0;
@@ -175,7 +182,7 @@ export class Vdi {
       const abs = offset + pos;
       const idx = Math.floor(abs / os);
       const within = abs - idx * os;
-      const len = Math.min(os - within, length - pos);
+      const len = Math.min(os - within, length - pos, maxLen);
       out.push({ idx, within, pos, len });
       pos += len;
     }
@@ -207,7 +214,7 @@ export class Vdi {
     const idx = Math.floor(offset / os);
     const within = offset - idx * os;
     if (buf.length > 0 && within + buf.length <= os) return this.readPiece(buf, idx, within, ret);
-    return runBounded(this.pieces(offset, buf.length), this.host.maxConcurrency, (p) =>
+    return runBounded(this.pieces(offset, buf.length, MAX_IO), this.host.maxConcurrency, (p) =>
       this.readPiece(buf.subarray(p.pos, p.pos + p.len), p.idx, p.within, undefined),
     ).then(() => ret);
   }
@@ -253,6 +260,7 @@ export class Vdi {
     const within = offset - idx * os;
     if (
       data.length > 0 &&
+      data.length <= MAX_IO &&
       within + data.length <= os &&
       this.index.get(idx) === this.header.vdiId &&
       !this.gates.has(idx) &&
@@ -281,7 +289,7 @@ export class Vdi {
   }
 
   private async writeGeneral(data: Uint8Array, offset: number, firstAttempt: number): Promise<void> {
-    const pieces = this.pieces(offset, data.length);
+    const pieces = this.pieces(offset, data.length, MAX_IO);
     for (let attempt = firstAttempt; ; attempt++) {
       const vid = this.header.vdiId;
       const gen = this.generation;
@@ -548,7 +556,7 @@ export class Vdi {
     const end = o.end ?? this.size - 1;
     checkBytes(start, 'start');
     if (end >= this.size || end < start - 1) throw new InvalidArgumentError(`end ${end} is outside VDI ${this.name}`);
-    const chunk = o.chunkSize ?? this.objectSize;
+    const chunk = o.chunkSize ?? Math.min(this.objectSize, MAX_IO);
     checkBytes(chunk, 'chunkSize', { min: 1 });
     const depth = o.concurrency ?? 4;
     let next = start;
@@ -603,11 +611,12 @@ export class Vdi {
     if (this.snapshot) throw new ReadOnlyError(`VDI ${this.name} is open as a snapshot`);
     const start = o.start ?? 0;
     checkBytes(start, 'start');
-    const chunk = o.chunkSize ?? this.objectSize;
+    const chunk = o.chunkSize ?? Math.min(this.objectSize, MAX_IO);
     checkBytes(chunk, 'chunkSize', { min: 1 });
+    if (chunk > 2 ** 30) throw new InvalidArgumentError(`chunkSize must be at most 1 GiB, got ${chunk}`);
     const depth = o.concurrency ?? 4;
     let pos = start; // offset of buf[0]
-    let buf = Buffer.allocUnsafe(Math.min(chunk, 1 << 30));
+    let buf = Buffer.allocUnsafe(chunk);
     let fill = 0;
     const inflight = new Set<Promise<void>>();
     let failure: Error | undefined;
@@ -647,7 +656,7 @@ export class Vdi {
               await room();
               dispatch(buf.subarray(0, fill), pos);
               pos += fill;
-              buf = Buffer.allocUnsafe(Math.min(chunk, 1 << 30));
+              buf = Buffer.allocUnsafe(chunk);
               fill = 0;
             }
           }

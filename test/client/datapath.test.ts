@@ -258,3 +258,15 @@ t.test('model-based: random writes, reads and snapshots match an in-memory disk'
   t.ok((await v.read(0, size)).equals(model), 'working VDI matches the model');
   await v.close();
 });
+
+t.test('objects larger than one request (bss 27) are read and written in pieces', async (t) => {
+  const { client } = await withCluster(t);
+  const os = 2 ** 27;
+  await client.createVdi('big', 2 * os, { blockSizeShift: 27 });
+  const v = await client.openVdi('big');
+  const data = pattern(40 * MiB, 77); // more than one 32 MiB request, inside one object
+  await v.write(data, os - 20 * MiB); // and across into the next object
+  t.ok((await v.read(os - 20 * MiB, data.length)).equals(data));
+  t.ok((await v.read(0, 16)).equals(Buffer.alloc(16)), 'the rest of the object reads as zeros');
+  await v.close();
+});
