@@ -65,7 +65,7 @@ export async function runCeiling(o: {
   only: string | undefined;
   onRow?: (r: CeilingRow) => void;
 }): Promise<{ kind: 'ceiling'; date: string; machine: Machine; rows: CeilingRow[] }> {
-  const m = machine();
+  const m = await machine();
   warnIfBusy(m);
   const cluster = await startEmbeddedCluster({ nodes: 3, port: 0, nullMode: true });
   const rows: CeilingRow[] = [];
@@ -130,7 +130,7 @@ async function main(): Promise<void> {
   ]);
   const m = res.machine;
   process.stdout.write(
-    `client ceiling (null-mode cluster in a separate process)\n${m.cpu}, ${m.nproc} CPUs, node ${m.node}, load ${m.loadavg.join(' ')}\n\n`,
+    `client ceiling (null-mode cluster in a separate process)\n${m.cpu}, ${m.nproc} CPUs, node ${m.node}, ${Math.round(m.busyBefore * 100)}% busy before the run\n\n`,
   );
   process.stdout.write(flags.has('markdown') ? markdownTable(HEADER, cells) : table(HEADER, cells));
   process.stdout.write(`\nresults in ${saveResult('ceiling', res)}\n`);

@@ -1,4 +1,5 @@
 /** Shared pieces of the bench/ scripts: the machine, arguments, tables, result files. */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,11 +32,33 @@ export interface Machine {
   memFreeGiB: number;
   node: string;
   platform: string;
-  /** 1/5/15-minute load averages when the run started: other work on the machine skews every number. */
+  /** 1/5/15-minute load averages when the run started (they lag: a previous run shows up here). */
   loadavg: number[];
+  /** Fraction of all CPUs busy during the half second before the run: other work skews every number. */
+  busyBefore: number;
 }
 
-export function machine(): Machine {
+function cpuTimes(): { idle: number; total: number } {
+  let idle = 0;
+  let total = 0;
+  for (const c of os.cpus()) {
+    const t = c.times;
+    idle += t.idle;
+    total += t.user + t.nice + t.sys + t.irq + t.idle;
+  }
+  return { idle, total };
+}
+
+/** Fraction of the machine's CPU time that was not idle over `ms`. */
+export async function busyFraction(ms = 500): Promise<number> {
+  const a = cpuTimes();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = cpuTimes();
+  const total = b.total - a.total;
+  return total > 0 ? Number((1 - (b.idle - a.idle) / total).toFixed(2)) : 0;
+}
+
+export async function machine(): Promise<Machine> {
   const cpus = os.cpus();
   return {
     nproc: os.availableParallelism?.() ?? cpus.length,
@@ -45,15 +68,16 @@ export function machine(): Machine {
     node: process.version,
     platform: `${os.type()} ${os.release()} ${os.arch()}`,
     loadavg: os.loadavg().map((x) => Number(x.toFixed(2))),
+    busyBefore: await busyFraction(),
   };
 }
 
 /** Warn on stderr when the machine is busy (the numbers would measure the other work too). */
 export function warnIfBusy(m: Machine): void {
-  const load = m.loadavg[0] ?? 0;
-  if (load > m.nproc * 0.5) {
+  if (m.busyBefore > 0.15) {
     process.stderr.write(
-      `warning: load average ${load} on ${m.nproc} CPUs: other work is running, the numbers will be low and noisy\n`,
+      `warning: ${Math.round(m.busyBefore * 100)}% of the CPUs were busy before the run: ` +
+        'other work is running, the numbers will be low and noisy\n',
     );
   }
 }
@@ -102,12 +126,24 @@ export function markdownTable(header: string[], rows: string[][]): string {
   return `${[line(header), line(header.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n')}\n`;
 }
 
-/** Write `data` to bench/results/<stamp>-<kind>.json; returns the path. */
-export function saveResult(kind: string, data: unknown): string {
+/** The checked-out commit (and whether the tree has changes), when this is a git checkout. */
+export function sourceVersion(): { commit: string; dirty: boolean } | undefined {
+  try {
+    const opts = { cwd: ROOT, encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'ignore'] as ('ignore' | 'pipe')[] };
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], opts).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], opts).trim() !== '';
+    return { commit, dirty };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Write `data` (plus the source version) to bench/results/<stamp>-<kind>.json; returns the path. */
+export function saveResult(kind: string, data: object): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const file = join(RESULTS_DIR, `${stamp}-${kind}.json`);
-  writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ ...data, source: sourceVersion() }, null, 2)}\n`);
   return file;
 }
 

@@ -4,10 +4,11 @@
  * process (bench/streams.ts --ops export) against a fresh embedded cluster,
  * on a preallocated VDI (every object is read from the cluster).
  *
- *   node dist/bench/export-memory.js [--size 4G] [-a HOST:PORT,...]
+ *   node dist/bench/export-memory.js [--sizes 1G,4G,8G] [--size 4G] [-a HOST:PORT,...]
  *
- * Cases: a sink that takes everything at once, and a sink throttled to
- * 200 MiB/s (a slow disk: the read-ahead must stop, not pile up).
+ * Cases: a sink that takes everything at once, for each of --sizes (the
+ * peak must not grow with the size), and a sink throttled to 200 MiB/s for
+ * --size (a slow disk: the read-ahead must stop, not pile up).
  */
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -18,25 +19,29 @@ import type { StreamResult } from './streams.js';
 const run = promisify(execFile);
 
 async function main(): Promise<void> {
-  const { nodes, flags, values } = parseFlags(process.argv.slice(2), { flags: ['markdown'], values: ['size'] });
+  const { nodes, flags, values } = parseFlags(process.argv.slice(2), {
+    flags: ['markdown'],
+    values: ['size', 'sizes'],
+  });
   const size = values.get('size') ?? '4G';
-  const m = machine();
+  const sizes = (values.get('sizes') ?? '1G,4G,8G').split(',').filter((x) => x !== '');
+  const m = await machine();
   warnIfBusy(m);
   const script = fileURLToPath(new URL('./streams.js', import.meta.url));
-  const cases: { name: string; args: string[] }[] = [
-    { name: 'sink takes everything', args: [] },
-    { name: 'sink throttled to 200 MiB/s', args: ['--sink-mibps', '200'] },
+  const cases: { name: string; size: string; args: string[] }[] = [
+    ...sizes.map((sz) => ({ name: `${sz}, sink takes everything`, size: sz, args: [] })),
+    { name: `${size}, sink throttled to 200 MiB/s`, size, args: ['--sink-mibps', '200'] },
   ];
   const rows: (StreamResult & { case: string })[] = [];
   for (const c of cases) {
-    const args = [script, '--ops', 'export', '--prealloc', '--size', size, '--json', ...c.args];
+    const args = [script, '--ops', 'export', '--prealloc', '--size', c.size, '--json', ...c.args];
     if (nodes) args.push('-a', nodes.join(','));
     const { stdout } = await run(process.execPath, ['--expose-gc', ...args], { maxBuffer: 4 * MiB });
     const line = stdout.split('\n').find((l) => l.startsWith('{'));
     if (!line) throw new Error(`${c.name}: no result`);
     rows.push({ case: c.name, ...(JSON.parse(line) as StreamResult) });
   }
-  const header = ['export of a ' + size + ' VDI', 'MiB/s', 'RSS before MiB', 'peak RSS MiB', 'growth MiB'];
+  const header = ['export (VDI size, sink)', 'MiB/s', 'RSS before MiB', 'peak RSS MiB', 'growth MiB'];
   const cells = rows.map((r) => [
     r.case,
     fmt(r.mibps, 1),
@@ -52,7 +57,6 @@ async function main(): Promise<void> {
     kind: 'export-memory',
     date: new Date().toISOString(),
     machine: m,
-    size,
     rows,
   });
   process.stdout.write(`\nresults in ${file}\n`);

@@ -98,7 +98,7 @@ export async function runMatrix(o: {
   streams: boolean;
   onRow?: (r: MatrixRow) => void;
 }): Promise<MatrixResult> {
-  const m = machine();
+  const m = await machine();
   warnIfBusy(m);
   const rows: MatrixRow[] = [];
   const raw: (BenchResult | StreamResult)[] = [];
@@ -193,7 +193,7 @@ async function main(): Promise<void> {
   const m = res.machine;
   process.stdout.write(
     `sheepdog-client benchmark matrix against ${res.target}${res.quick ? ' (quick: not a measurement)' : ''}\n` +
-      `${m.cpu}, ${m.nproc} CPUs, ${m.memTotalGiB} GiB, node ${m.node}, load ${m.loadavg.join(' ')}\n\n`,
+      `${m.cpu}, ${m.nproc} CPUs, ${m.memTotalGiB} GiB, node ${m.node}, ${Math.round(m.busyBefore * 100)}% busy before the run\n\n`,
   );
   const cells = res.rows.map(rowCells);
   process.stdout.write(flags.has('markdown') ? markdownTable(HEADER, cells) : table(HEADER, cells));

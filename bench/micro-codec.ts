@@ -127,11 +127,13 @@ export async function runMicro(timeMs: number): Promise<MicroRow[]> {
 
 async function main(): Promise<void> {
   const { flags, values } = parseFlags(process.argv.slice(2), { flags: ['markdown'], values: ['time'] });
+  const m = await machine();
   const rows = await runMicro(Number(values.get('time') ?? 500));
   const header = ['task', 'per second', 'ns each', '±%', 'unit'];
   const cells = rows.map((r) => [r.task, fmt(r.ops), fmt(r.ns, 1), fmt(r.rme, 1), r.unit]);
-  const m = machine();
-  process.stdout.write(`codec micro benchmarks (tinybench)\n${m.cpu}, node ${m.node}, load ${m.loadavg.join(' ')}\n\n`);
+  process.stdout.write(
+    `codec micro benchmarks (tinybench)\n${m.cpu}, node ${m.node}, ${Math.round(m.busyBefore * 100)}% busy before the run\n\n`,
+  );
   process.stdout.write(flags.has('markdown') ? markdownTable(header, cells) : table(header, cells));
   process.stdout.write(
     `\nresults in ${saveResult('micro-codec', { kind: 'micro-codec', date: new Date().toISOString(), machine: m, rows })}\n`,

@@ -213,7 +213,8 @@ export class Vdi {
     const os = this.objectSize;
     const idx = Math.floor(offset / os);
     const within = offset - idx * os;
-    if (buf.length > 0 && within + buf.length <= os) return this.readPiece(buf, idx, within, ret);
+    if (buf.length > 0 && buf.length <= MAX_IO && within + buf.length <= os)
+      return this.readPiece(buf, idx, within, ret);
     return runBounded(this.pieces(offset, buf.length, MAX_IO), this.host.maxConcurrency, (p) =>
       this.readPiece(buf.subarray(p.pos, p.pos + p.len), p.idx, p.within, undefined),
     ).then(() => ret);

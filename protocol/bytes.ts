@@ -20,7 +20,11 @@ export function i16(b: Uint8Array, o: number): number {
   return v >= 0x8000 ? v - 0x10000 : v;
 }
 export function u64(b: Uint8Array, o: number): bigint {
-  return (BigInt(u32(b, o + 4)) << 32n) | BigInt(u32(b, o));
+  const hi = u32(b, o + 4);
+  const lo = u32(b, o);
+  // Most u64 fields on the wire are 0 or fit 32 bits: one BigInt, not four.
+  if (hi === 0) return lo === 0 ? 0n : BigInt(lo);
+  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 /** A u64 as a number; throws ProtocolError when it is above 2^53 - 1. */
 export function u64n(b: Uint8Array, o: number): number {
@@ -43,8 +47,14 @@ export function w32(b: Uint8Array, o: number, v: number): void {
   b[o + 2] = v >>> 16;
   b[o + 3] = v >>> 24;
 }
+const U64_MAX = 0xffffffffffffffffn;
 export function w64(b: Uint8Array, o: number, v: bigint): void {
-  const x = BigInt.asUintN(64, v);
+  if (v === 0n) {
+    w32(b, o, 0);
+    w32(b, o + 4, 0);
+    return;
+  }
+  const x = v >= 0n && v <= U64_MAX ? v : BigInt.asUintN(64, v);
   w32(b, o, Number(x & 0xffffffffn));
   w32(b, o + 4, Number(x >> 32n));
 }

@@ -13,11 +13,20 @@ export const LEDGER_BIT = 1n << 59n;
 export const SD_VDI_MASK = 0x00ffffff00000000n;
 const IDX_MASK = 0xffffffffn;
 
+// The last vid's shifted value: object ids of one VDI are made over and over
+// on the data path, and each BigInt operation allocates.
+let lastVid = 0;
+let lastVidBits = 0n;
+
 function vidArg(vid: number): bigint {
+  if (vid === lastVid) return lastVidBits;
   if (!Number.isInteger(vid) || vid < 0 || vid > 0xffffff) {
     throw new InvalidArgumentError(`vid must be a 24-bit integer, got ${vid}`);
   }
-  return BigInt(vid) << VDI_SPACE_SHIFT;
+  const bits = BigInt(vid) << VDI_SPACE_SHIFT;
+  lastVid = vid;
+  lastVidBits = bits;
+  return bits;
 }
 function u32Arg(v: number, what: string): bigint {
   if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {

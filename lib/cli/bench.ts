@@ -273,7 +273,8 @@ function isMissingModule(e: unknown, what: string): boolean {
   return err?.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes(what);
 }
 
-function startThread(opts: MemorySheepOptions): Promise<EmbeddedCluster> {
+/** The embedded cluster in a worker thread of this process (the fallback of startEmbeddedCluster). */
+export function startEmbeddedThread(opts: MemorySheepOptions): Promise<EmbeddedCluster> {
   const worker = new Worker(new URL('./bench-sheep.js', import.meta.url), { workerData: opts });
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
@@ -320,7 +321,7 @@ export async function startEmbeddedCluster(opts: MemorySheepOptions): Promise<Em
   } catch (e) {
     if (!isMissingModule(e, 'launcher')) throw e;
   }
-  return startThread(opts);
+  return startEmbeddedThread(opts);
 }
 
 // ------------------------------------------------------------ measuring
@@ -507,12 +508,12 @@ interface Bar {
   stop(): void;
 }
 
-async function progressBar(label: string): Promise<Bar | undefined> {
-  if (process.stderr.isTTY !== true) return undefined;
+async function progressBar(label: string, stderr: BenchIO['stderr']): Promise<Bar | undefined> {
+  if (stderr.isTTY !== true) return undefined;
   const { default: cliProgress } = await import('cli-progress');
   const bar = new cliProgress.SingleBar(
     {
-      stream: process.stderr,
+      stream: stderr,
       format: `${label} [{bar}] {percentage}% {duration_formatted}`,
       hideCursor: null,
       clearOnComplete: true,
@@ -549,18 +550,27 @@ function describe(r: RunStats, o: BenchOptions, where: string): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Where `sheepdog bench` writes (the process's streams by default). */
+export interface BenchIO {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
 /** Run `sheepdog bench` with `argv` (the words after `bench`); resolves with the exit code. */
-export async function runBench(argv: string[]): Promise<number> {
+export async function runBench(
+  argv: string[],
+  io: BenchIO = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   const label = 'sheepdog: bench';
   let o: BenchOptions | 'help';
   try {
     o = parseBenchArgs(argv);
   } catch (e) {
-    process.stderr.write(`${label}: ${(e as Error).message}\nRun 'sheepdog bench --help' for usage.\n`);
+    io.stderr.write(`${label}: ${(e as Error).message}\nRun 'sheepdog bench --help' for usage.\n`);
     return exitCodeFor(e);
   }
   if (o === 'help') {
-    process.stdout.write(HELP);
+    io.stdout.write(HELP);
     return ExitCode.OK;
   }
   let cluster: EmbeddedCluster | undefined;
@@ -575,7 +585,7 @@ export async function runBench(argv: string[]): Promise<number> {
       cluster = await startEmbeddedCluster(opts);
       nodes = [...cluster.addresses];
       if (cluster.isolation === 'thread' && !o.json) {
-        process.stderr.write(
+        io.stderr.write(
           'note: bench/launcher is not installed; the embedded cluster runs in a worker thread of this process\n',
         );
       }
@@ -599,16 +609,16 @@ export async function runBench(argv: string[]): Promise<number> {
     vdi = await client.openVdi(o.vdi);
     const fill = o.fill ?? (created && o.op === 'read');
     if (fill) {
-      const bar = await progressBar('fill');
+      const bar = await progressBar('fill', io.stderr);
       const total = vdi.size;
       await fillVdi(vdi, bar ? (d) => bar.update(d / total) : undefined);
       bar?.stop();
     } else if (o.op === 'read' && vdi.allocatedRanges().reduce((s, r) => s + r.length, 0) < vdi.size) {
-      process.stderr.write(
+      io.stderr.write(
         `warning: VDI ${o.vdi} has unallocated objects; reads of those are answered locally (zeros) without a request\n`,
       );
     }
-    const bar = await progressBar(`${o.op} ${o.pattern}`);
+    const bar = await progressBar(`${o.op} ${o.pattern}`, io.stderr);
     const pool = client.transport instanceof SheepdogPool ? client.transport : undefined;
     let r: RunStats;
     try {
@@ -616,23 +626,23 @@ export async function runBench(argv: string[]): Promise<number> {
     } finally {
       bar?.stop();
     }
-    if (o.json) process.stdout.write(jsonLine(r));
+    if (o.json) io.stdout.write(jsonLine(r));
     else {
       const where = cluster
         ? `${nodes.length} embedded gateways (cluster in a separate ${cluster.isolation}${o.nullMode ? ', null mode' : ''})`
         : `${nodes.length} gateway${nodes.length === 1 ? '' : 's'}`;
-      process.stdout.write(describe(r, o, where));
+      io.stdout.write(describe(r, o, where));
     }
     return ExitCode.OK;
   } catch (e) {
-    process.stderr.write(`${label}: ${errorText(e)}\n`);
+    io.stderr.write(`${label}: ${errorText(e)}\n`);
     return exitCodeFor(e);
   } finally {
     try {
       await vdi?.close();
       if (created && o.deleteAfter && !cluster) await client?.deleteVdi(o.vdi);
     } catch (e) {
-      process.stderr.write(`${label}: cleanup: ${errorText(e)}\n`);
+      io.stderr.write(`${label}: cleanup: ${errorText(e)}\n`);
     }
     await client?.close().catch(() => {});
     await cluster?.close().catch(() => {});

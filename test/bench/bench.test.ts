@@ -3,7 +3,9 @@
 // the numbers depend on the machine and whatever else runs on it.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import t from 'tap';
+import { runBench, startEmbeddedCluster, startEmbeddedThread } from '../../lib/cli/bench.js';
 import { ROOT, ensureBuilt, sheepdog } from '../cli/helpers.js';
 
 const KEYS = ['op', 'pattern', 'bs', 'qd', 'bytes', 'seconds', 'mibps', 'iops', 'p50_us', 'p99_us', 'max_rss_mb'];
@@ -105,4 +107,165 @@ t.test('bench against a cluster that is not there exits 2', async (t) => {
   const r = await sheepdog(undefined, ['bench', ...args, '--total', '4K', '--json'], { timeout: 60_000 });
   t.equal(r.code, 2, r.stderr);
   t.equal(r.stdout.length, 0, 'no JSON line when nothing was measured');
+});
+
+// ------------------------------------------------------------ in process
+// The same command run in this process (coverage of lib/cli/bench.ts): the
+// embedded cluster still starts in a separate process, from the sources.
+
+class Capture extends Writable {
+  text = '';
+  isTTY: boolean;
+  columns = 100;
+  constructor(tty = false) {
+    super();
+    this.isTTY = tty;
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+async function bench(args: string[], tty = false): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new Capture();
+  const stderr = new Capture(tty);
+  const code = await runBench(args, { stdout, stderr });
+  return { code, out: stdout.text, err: stderr.text };
+}
+
+t.test('runBench in process: --json, text, progress on a TTY, --into, --null', async (t) => {
+  const base = ['--pattern', 'seq', '--bs', '64K', '--qd', '2', '--total', '1M', '--nodes', '1'];
+  const j = await bench(['--op', 'read', ...base, '--json']);
+  t.equal(j.code, 0, j.err);
+  t.strictSame(Object.keys(JSON.parse(j.out) as object), KEYS);
+
+  const w = await bench(['--op', 'write', ...base, '--fill']);
+  t.equal(w.code, 0, w.err);
+  t.match(w.out, /write seq bs=64\.0 KiB qd=2 on 1 embedded gateways/);
+
+  const tty = await bench(['--op', 'read', ...base, '--into', '--null'], true);
+  t.equal(tty.code, 0, tty.err);
+  t.match(tty.out, /\(vdi\.readInto\)/);
+  t.match(tty.out, /null mode/);
+  t.match(tty.err, /read seq \[/, 'a progress bar on a TTY');
+
+  const secs = await bench([
+    '--op',
+    'read',
+    '--pattern',
+    'random',
+    '--bs',
+    '4K',
+    '--qd',
+    '2',
+    '--seconds',
+    '0.2',
+    '--create',
+    '64M',
+  ]);
+  t.equal(secs.code, 0, secs.err);
+  t.match(secs.out, /read random bs=4\.0 KiB qd=2 on 3 embedded gateways/);
+});
+
+t.test('runBench in process: against a cluster (-a), --create, --delete, warnings', async (t) => {
+  const cluster = await startEmbeddedCluster({ nodes: 2, port: 0 });
+  t.teardown(() => cluster.close());
+  const a = ['-a', cluster.addresses.join(',')];
+  const args = ['--pattern', 'seq', '--bs', '1M', '--qd', '2', '--total', '2M'];
+  const c = await bench([...a, '--vdi', 'b1', '--create', '8M', '--op', 'write', ...args, '--json']);
+  t.equal(c.code, 0, c.err);
+  // The VDI stays (no --delete); reading its unwritten half warns.
+  const r = await bench([...a, '--vdi', 'b1', '--op', 'read', ...args, '--json', '--discover']);
+  t.equal(r.code, 0, r.err);
+  t.match(r.err, /unallocated objects/);
+  const d = await bench([...a, '--vdi', 'b2', '--create', '8M', '--delete', '--op', 'read', ...args]);
+  t.equal(d.code, 0, d.err);
+  const gone = await bench([...a, '--vdi', 'b2', '--op', 'read', ...args]);
+  t.equal(gone.code, 4, 'deleted: NOT_FOUND');
+  const exists = await bench([...a, '--vdi', 'b1', '--create', '8M', '--op', 'read', ...args]);
+  t.equal(exists.code, 5, 'create over an existing VDI: EXISTS');
+  const big = await bench([
+    ...a,
+    '--vdi',
+    'b1',
+    '--op',
+    'read',
+    '--pattern',
+    'seq',
+    '--bs',
+    '16M',
+    '--qd',
+    '1',
+    '--total',
+    '16M',
+  ]);
+  t.equal(big.code, 64, 'bs larger than the VDI');
+  t.match(big.err, /larger than VDI/);
+});
+
+t.test('runBench in process: usage and help', async (t) => {
+  const h = await bench(['--help']);
+  t.equal(h.code, 0);
+  t.match(h.out, /Usage: sheepdog bench/);
+  const cases: string[][] = [
+    ['--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M', 'extra'],
+    ['--op', 'read', '--pattern', 'seq', '--qd', '1', '--total', '1M'],
+    ['--op', 'read', '--pattern', 'seq', '--bs', '4K', '--total', '1M'],
+    ['--op', 'read', '--pattern', 'seq', '--bs', '0', '--qd', '1', '--total', '1M'],
+    ['--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--seconds', 'soon'],
+    ['--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M', '--fill', '--no-fill'],
+    ['--op', 'write', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M', '--into'],
+    [
+      '-a',
+      '127.0.0.1:1',
+      '--vdi',
+      'x',
+      '--null',
+      '--op',
+      'read',
+      '--pattern',
+      'seq',
+      '--bs',
+      '4K',
+      '--qd',
+      '1',
+      '--total',
+      '1M',
+    ],
+    [
+      '-a',
+      '127.0.0.1:1',
+      '--vdi',
+      'x',
+      '--nodes',
+      '2',
+      '--op',
+      'read',
+      '--pattern',
+      'seq',
+      '--bs',
+      '4K',
+      '--qd',
+      '1',
+      '--total',
+      '1M',
+    ],
+    ['-a', ',', '--vdi', 'x', '--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M'],
+    ['-a', 'host:port:x', '--vdi', 'x', '--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M'],
+    ['--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M', '--connections', '0'],
+  ];
+  for (const args of cases) {
+    const r = await bench(args);
+    t.equal(r.code, 64, args.join(' '));
+    t.match(r.err, /Run 'sheepdog bench --help'/);
+  }
+});
+
+t.test('the worker-thread fallback serves a cluster too', async (t) => {
+  const c = await startEmbeddedThread({ nodes: 1, port: 0 });
+  t.equal(c.isolation, 'thread');
+  t.equal(c.addresses.length, 1);
+  await c.close();
+  await c.close();
 });
