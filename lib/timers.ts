@@ -20,6 +20,14 @@ const NATIVE_BELOW_MS = 1000;
 
 const list: Deadlined[] = [];
 let sweeper: NodeJS.Timeout | undefined;
+/** Deadlines armed in the list (not fired, not cancelled). The sweep runs only while there are some. */
+let live = 0;
+
+function stopSweeper(): void {
+  if (sweeper !== undefined) clearInterval(sweeper);
+  sweeper = undefined;
+  list.length = 0; // every entry left is cancelled
+}
 
 function fireNative(d: Deadlined): void {
   d.timer = undefined;
@@ -37,6 +45,7 @@ function sweep(): void {
     if (d.deadline === 0 || d.timer !== undefined) continue;
     if (d.deadline <= now) {
       d.deadline = 0;
+      live--;
       d.onDeadline();
       continue;
     }
@@ -53,21 +62,26 @@ function sweep(): void {
 
 /** Arm `d` to fire `ms` from now (ms > 0). */
 export function armDeadline(d: Deadlined, ms: number): void {
+  if (d.deadline !== 0 && d.timer === undefined) live--; // re-armed: counted again below
+  if (d.timer !== undefined) {
+    clearTimeout(d.timer);
+    d.timer = undefined;
+  }
   d.deadline = performance.now() + ms;
   if (ms < NATIVE_BELOW_MS) {
     d.timer = setTimeout(fireNative, ms, d);
     return;
   }
   list.push(d);
-  if (sweeper === undefined) {
-    // unref: sockets and queued work keep the process alive, not the sweep.
-    sweeper = setInterval(sweep, SWEEP_MS);
-    sweeper.unref();
-  }
+  live++;
+  // Not unref'd: a request waiting for its deadline keeps the process alive.
+  // The interval stops as soon as no deadline is armed.
+  if (sweeper === undefined) sweeper = setInterval(sweep, SWEEP_MS);
 }
 
 /** Cancel `d`'s deadline (idempotent). */
 export function disarmDeadline(d: Deadlined): void {
+  if (d.deadline !== 0 && d.timer === undefined && --live === 0) stopSweeper();
   d.deadline = 0;
   if (d.timer !== undefined) {
     clearTimeout(d.timer);
