@@ -29,18 +29,13 @@ import { formatSize } from './format.js';
 export type BenchOp = 'read' | 'write';
 export type BenchPattern = 'seq' | 'random';
 
-export interface BenchOptions {
+/** The workload fields (op, pattern, bs, qd, total, seconds) are MeasureOptions'. */
+export interface BenchOptions extends Omit<MeasureOptions, 'into'> {
   /** Gateways; undefined = start an embedded cluster. */
   nodes: string[] | undefined;
   vdi: string;
   /** Create the VDI with this size first (always done for the embedded cluster). */
   create: number | undefined;
-  op: BenchOp;
-  pattern: BenchPattern;
-  bs: number;
-  qd: number;
-  total: number | undefined;
-  seconds: number | undefined;
   /** Connections per gateway (pool `connectionsPerNode`). */
   connections: number | undefined;
   json: boolean;

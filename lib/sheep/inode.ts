@@ -12,7 +12,7 @@ import {
   SD_MAX_VDI_LEN,
 } from '../../protocol/constants.js';
 import { u16, u32, u64, w8, w16, w32, w64 } from '../../protocol/bytes.js';
-import { INODE_BTREE_MAGIC, INODE_OFF } from '../../protocol/records.js';
+import { INODE_BTREE_MAGIC, INODE_OFF, type InodeHeader } from '../../protocol/records.js';
 import type { SparseObject } from './store.js';
 
 /** Field offsets of struct sd_inode (the codec's table). */
@@ -79,18 +79,19 @@ export function cbytes(b: Uint8Array, len = b.length): Uint8Array {
   return b.subarray(0, e);
 }
 
-export interface NewInode {
-  name: Uint8Array;
-  vdiId: number;
-  createTime: bigint;
-  vdiSize: bigint;
-  copyPolicy: number;
-  storePolicy: number;
-  nrCopies: number;
-  blockSizeShift: number;
-  snapId: number;
-  parentVdiId: number;
-}
+/** A new inode's header fields; the name as raw bytes, as sheep copies it. */
+export type NewInode = Pick<
+  InodeHeader,
+  | 'vdiId'
+  | 'createTime'
+  | 'vdiSize'
+  | 'copyPolicy'
+  | 'storePolicy'
+  | 'nrCopies'
+  | 'blockSizeShift'
+  | 'snapId'
+  | 'parentVdiId'
+> & { name: Uint8Array };
 
 /** The first bytes of a fresh inode as `alloc_inode()` fills them (header, plus the B-tree root of a hyper volume). */
 export function newInodeHead(n: NewInode, withRoot: boolean): Uint8Array {
