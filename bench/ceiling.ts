@@ -10,9 +10,9 @@
  * Under `node --cpu-prof` this is the profiling harness of the hot path
  * (docs/benchmarks.md, "Profiling").
  */
-import { SheepdogClient } from '../lib/client.js';
-import { type BenchOp, type BenchPattern, fillVdi, measure, startEmbeddedCluster } from '../lib/cli/bench.js';
-import { SheepdogPool } from '../lib/pool.js';
+import { SheepdogClient } from '../lib/client/client.js';
+import { type BenchOp, type BenchPattern, fillVdi, measure, startEmbeddedCluster } from '../cli/bench.js';
+import { SheepdogPool } from '../lib/transport/pool.js';
 import {
   GiB,
   type Machine,

@@ -22,8 +22,8 @@ export const ROOT = (() => {
 
 export const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
-/** The built CLI next to this script (dist/bench → dist/lib/cli/main.js). */
-export const CLI = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
+/** The built CLI next to this script (dist/bench → dist/cli/main.js). */
+export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 export interface Machine {
   nproc: number;

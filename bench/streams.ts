@@ -15,9 +15,9 @@
  */
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseSize } from '../lib/names.js';
-import { SheepdogClient } from '../lib/client.js';
-import { type EmbeddedCluster, startEmbeddedCluster } from '../lib/cli/bench.js';
+import { parseSize } from '../lib/client/names.js';
+import { SheepdogClient } from '../lib/client/client.js';
+import { type EmbeddedCluster, startEmbeddedCluster } from '../cli/bench.js';
 import { GiB, MiB, isMain, parseFlags } from './common.js';
 
 export interface StreamResult {

@@ -10,10 +10,10 @@
  * The pure wire codec is a separate entry point: `sheepdog-client/protocol`.
  */
 export * from './errors.js';
-export * from './transport.js';
-export * from './names.js';
-export * from './pool.js';
-export * from './client.js';
-export * from './driver.js';
-export { Vdi, PartialWriteError, type ReadStreamOptions, type WriteStreamOptions } from './vdi.js';
-export * from './sheep/index.js';
+export * from './transport/types.js';
+export * from './client/names.js';
+export * from './transport/pool.js';
+export * from './client/client.js';
+export * from './driver/driver.js';
+export { Vdi, PartialWriteError, type ReadStreamOptions, type WriteStreamOptions } from './vdi/vdi.js';
+export * from '../testing/index.js';

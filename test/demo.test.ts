@@ -1,7 +1,7 @@
 // `npm start`: the demo program (dist/lib/demo.js) exits 0 and reports every step.
 import { PassThrough } from 'node:stream';
 import t from 'tap';
-import { runDemo } from '../lib/demo.js';
+import { runDemo } from '../examples/demo.js';
 import { DEMO, ensureBuilt, runNode } from './cli/helpers.js';
 
 const STEPS = [

@@ -8,9 +8,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { SheepdogClient } from '../../lib/client.js';
-import { startMemorySheep } from '../../lib/sheep/index.js';
-import type { MemorySheep } from '../../lib/sheep/types.js';
+import { SheepdogClient } from '../../lib/client/client.js';
+import { startMemorySheep } from '../../testing/index.js';
+import type { MemorySheep } from '../../testing/types.js';
 import { CLI, childEnv, ensureBuilt, sheepdog } from './helpers.js';
 
 const MiB = 2 ** 20;

@@ -1,5 +1,5 @@
 /**
- * Run the built `sheepdog` CLI (dist/lib/cli/main.js) as a real process.
+ * Run the built `sheepdog` CLI (dist/cli/main.js) as a real process.
  * `ensureBuilt()` compiles with tsconfig.build.json first when dist is missing
  * or older than any source (a fresh clone running `npm test` without a build);
  * a lock directory keeps parallel test files from compiling at once.
@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = join(ROOT, 'dist', 'lib', 'cli', 'main.js');
-export const DEMO = join(ROOT, 'dist', 'lib', 'demo.js');
+export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+export const DEMO = join(ROOT, 'dist', 'examples', 'demo.js');
 
 function sources(dir: string): string[] {
   const out: string[] = [];
@@ -35,7 +35,7 @@ function mtime(p: string): number {
 /** Sources whose compiled file is missing or older. */
 export function staleSources(): string[] {
   const stale: string[] = [];
-  for (const d of ['lib', 'protocol']) {
+  for (const d of ['lib', 'protocol', 'testing', 'cli', 'examples']) {
     for (const src of sources(join(ROOT, d))) {
       const out = join(ROOT, 'dist', relative(ROOT, src).replace(/\.ts$/, '.js'));
       if (mtime(out) < mtime(src)) stale.push(src);
@@ -95,9 +95,9 @@ export interface RunOptions {
 export function childEnv(extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
   const env: Record<string, string | undefined> = { ...process.env, ...extra };
   // tap instruments every child (it re-adds its hooks to NODE_OPTIONS), but
-  // coverage of the built dist/ files, source-mapped back onto lib/cli/*.ts,
+  // coverage of the built dist/ files, source-mapped back onto cli/*.ts,
   // would clash with run.test.ts's in-process coverage of the same sources:
-  // keep dist/ out of it (run.test.ts covers lib/cli).
+  // keep dist/ out of it (run.test.ts covers cli/).
   env['_TAPJS_PROCESSINFO_COV_EXCLUDE_'] = String(/[\\/](node_modules|dist)[\\/]/);
   if (extra['SHEEPDOG_NODES'] === undefined) delete env['SHEEPDOG_NODES'];
   return env;

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import t from 'tap';
 import { Result } from '../../protocol/constants.js';
-import { commands } from '../../lib/cli/commands.js';
-import { CliError, ExitCode, UsageError, errorText, exitCodeFor } from '../../lib/cli/exit.js';
-import { formatDuration, formatSize, keyValues, table, toJson } from '../../lib/cli/format.js';
-import { createProgress } from '../../lib/cli/progress.js';
-import { type CliIO, cliClientOptions, runCli, version } from '../../lib/cli/run.js';
-import { ClusterNotReadyError } from '../../lib/driver.js';
+import { commands } from '../../cli/commands.js';
+import { CliError, ExitCode, UsageError, errorText, exitCodeFor } from '../../cli/exit.js';
+import { formatDuration, formatSize, keyValues, table, toJson } from '../../cli/format.js';
+import { createProgress } from '../../cli/progress.js';
+import { type CliIO, cliClientOptions, runCli, version } from '../../cli/run.js';
+import { ClusterNotReadyError } from '../../lib/driver/driver.js';
 import {
   AbortError,
   ConnectionError,

@@ -5,7 +5,7 @@ import { Readable, Writable } from 'node:stream';
 import fc from 'fast-check';
 import t from 'tap';
 import { InvalidArgumentError } from '../../lib/errors.js';
-import type { SheepdogPool } from '../../lib/pool.js';
+import type { SheepdogPool } from '../../lib/transport/pool.js';
 import { MiB, pattern, withCluster } from '../helpers/cluster.js';
 
 for (const bss of [20, 22, 25]) {

@@ -1,7 +1,7 @@
 // Review regressions: each test failed before the fix it names.
 import t from 'tap';
-import { SheepdogClient } from '../../lib/client.js';
-import type { Transport } from '../../lib/transport.js';
+import { SheepdogClient } from '../../lib/client/client.js';
+import type { Transport } from '../../lib/transport/types.js';
 import type { Request } from '../../protocol/header.js';
 import { Op, Result } from '../../protocol/constants.js';
 import { MiB, pattern, withCluster } from '../helpers/cluster.js';

@@ -3,14 +3,14 @@ import { createServer } from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { Op, Result } from '../../protocol/constants.js';
-import { SheepdogClient } from '../../lib/client.js';
+import { SheepdogClient } from '../../lib/client/client.js';
 import {
   ClusterNotReadyError,
   DRIVER_VERSION,
   ImageTooLargeError,
   SheepdogDriver,
   type SnapshotSpec,
-} from '../../lib/driver.js';
+} from '../../lib/driver/driver.js';
 import {
   InvalidArgumentError,
   NoSpaceError,
@@ -19,9 +19,9 @@ import {
   SheepdogError,
   VdiExistsError,
 } from '../../lib/errors.js';
-import { SheepdogPool } from '../../lib/pool.js';
-import { startMemorySheep } from '../../lib/sheep/index.js';
-import type { Transport } from '../../lib/transport.js';
+import { SheepdogPool } from '../../lib/transport/pool.js';
+import { startMemorySheep } from '../../testing/index.js';
+import type { Transport } from '../../lib/transport/types.js';
 import { GiB, MiB, pattern, withCluster } from '../helpers/cluster.js';
 
 interface Harness {

@@ -1,8 +1,8 @@
 /** Start an embedded sheep cluster and a client for a test; both torn down with the test. */
 import type { Test } from 'tap';
-import { SheepdogClient, type ClientOptions } from '../../lib/client.js';
-import { startMemorySheep } from '../../lib/sheep/index.js';
-import type { MemorySheep, MemorySheepOptions } from '../../lib/sheep/types.js';
+import { SheepdogClient, type ClientOptions } from '../../lib/client/client.js';
+import { startMemorySheep } from '../../testing/index.js';
+import type { MemorySheep, MemorySheepOptions } from '../../testing/types.js';
 
 export interface Cluster {
   sheep: MemorySheep;

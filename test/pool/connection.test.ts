@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import { Flag, Op, Result } from '../../protocol/constants.js';
 import { objRequest, plainRequest, vdiRequest } from '../../protocol/header.js';
-import { Connection, type ConnectionOptions } from '../../lib/connection.js';
+import { Connection, type ConnectionOptions } from '../../lib/transport/connection.js';
 import {
   AbortError,
   ConnectionError,

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import '../../lib/diagnostics.js';
+import '../../lib/util/diagnostics.js';
 
 t.setTimeout(60_000);
 

@@ -11,7 +11,7 @@ import { Op, Result, SD_NODE_SIZE } from '../../protocol/constants.js';
 import { FrameDecoder } from '../../protocol/decoder.js';
 import { type Request, type Response, decodeRequest, encodeResponse, responseFor } from '../../protocol/header.js';
 import { encodeSdNode } from '../../protocol/records.js';
-import type { Fault, FaultHandle } from '../../lib/sheep/types.js';
+import type { Fault, FaultHandle } from '../../testing/types.js';
 
 export interface ReplyOptions {
   body?: Uint8Array;

@@ -23,9 +23,9 @@ import {
   responseError,
   EioError,
 } from '../../lib/errors.js';
-import { type PoolOptions, SheepdogPool } from '../../lib/pool.js';
-import type { Reply } from '../../lib/transport.js';
-import type { Fault, FaultHandle } from '../../lib/sheep/types.js';
+import { type PoolOptions, SheepdogPool } from '../../lib/transport/pool.js';
+import type { Reply } from '../../lib/transport/types.js';
+import type { Fault, FaultHandle } from '../../testing/types.js';
 
 export interface Harness {
   readonly addresses: readonly string[];

@@ -16,7 +16,7 @@ import {
   SheepProtocolError,
   TimeoutError,
 } from '../../lib/errors.js';
-import { type PoolOptions, SheepdogPool } from '../../lib/pool.js';
+import { type PoolOptions, SheepdogPool } from '../../lib/transport/pool.js';
 import { FakeSheep, type FakeRequest, fakeCluster, patternBody } from './fake-sheep.js';
 
 t.setTimeout(60_000);

@@ -1,35 +1,18 @@
 // The fault suite (fault-suite.ts) against the embedded sheep
-// (`startMemorySheep`, lib/sheep/), using its own fault injection,
-// stopNode/startNode and reordering. Skipped while lib/sheep/index.ts does
-// not export a working startMemorySheep.
-import { existsSync } from 'node:fs';
+// (`startMemorySheep`, testing/), using its own fault injection,
+// stopNode/startNode and reordering.
 import { once } from 'node:events';
 import t from 'tap';
 import { Op, Result } from '../../protocol/constants.js';
 import { objRequest } from '../../protocol/header.js';
-import { SheepdogPool } from '../../lib/pool.js';
-import type { MemorySheep, MemorySheepOptions } from '../../lib/sheep/types.js';
+import { SheepdogPool } from '../../lib/transport/pool.js';
+import { startMemorySheep } from '../../testing/index.js';
 import { type Harness, faultSuite } from './fault-suite.js';
 
 t.setTimeout(60_000);
 
-type Start = (o?: MemorySheepOptions) => Promise<MemorySheep>;
-
-async function loadSheep(): Promise<Start | undefined> {
-  const url = new URL('../../lib/sheep/index.ts', import.meta.url);
-  if (!existsSync(url)) return undefined;
-  // A computed specifier: the module may not exist yet when this compiles.
-  const spec = '../../lib/sheep/index.js';
-  const mod = (await import(spec)) as { startMemorySheep?: Start };
-  return typeof mod.startMemorySheep === 'function' ? mod.startMemorySheep : undefined;
-}
-
 t.test('fault suite on the embedded sheep', async (t) => {
-  const start = await loadSheep().catch(() => undefined);
-  if (start === undefined) {
-    t.test('embedded sheep', { skip: 'lib/sheep/index.ts does not export startMemorySheep yet' }, () => {});
-    return;
-  }
+  const start = startMemorySheep;
   t.test('discovery: one seed, GET_NODE_LIST finds the others', async (t) => {
     const sheep = await start({ nodes: 4, copies: 2 });
     const pool = new SheepdogPool({ nodes: [sheep.addresses[0] as string], discover: true, connectionsPerNode: 1 });

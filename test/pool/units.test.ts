@@ -5,18 +5,18 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import t from 'tap';
 import { Flag, Op, Result } from '../../protocol/constants.js';
 import { objRequest } from '../../protocol/header.js';
-import { formatAddress, parseAddress } from '../../lib/address.js';
+import { formatAddress, parseAddress } from '../../lib/util/address.js';
 import * as errors from '../../lib/errors.js';
-import { SheepdogPool } from '../../lib/pool.js';
+import { SheepdogPool } from '../../lib/transport/pool.js';
 import {
   defaultBackoff,
   defaultReconnectStrategy,
   isIdempotent,
   isTransientResult,
   mayRetryResult,
-} from '../../lib/policy.js';
-import { armDeadline, disarmDeadline, pendingDeadlines } from '../../lib/timers.js';
-import type { RequestTraceContext } from '../../lib/diagnostics.js';
+} from '../../lib/transport/policy.js';
+import { armDeadline, disarmDeadline, pendingDeadlines } from '../../lib/util/timers.js';
+import type { RequestTraceContext } from '../../lib/util/diagnostics.js';
 import { FakeSheep } from './fake-sheep.js';
 
 t.setTimeout(30_000);

@@ -1,0 +1,999 @@
+/**
+ * One TCP connection to a sheep, multiplexed by request id (Cassandra-driver
+ * style): many requests in flight, replies matched by id in any order.
+ *
+ * - Ids are a per-connection u32 counter that wraps and skips ids still in
+ *   use. A request that times out or is aborted after it was written becomes
+ *   an *orphan*: its caller is rejected at once, but its id stays reserved
+ *   until the late reply arrives (then the reply is dropped). Past
+ *   `maxOrphans` orphans the connection is retired.
+ * - Writes are batched once per tick (cork/uncork); headers of one batch are
+ *   copied into one slab, and a payload is written as its own buffer right
+ *   after its header (no concatenation). `write() === false` stops the batch
+ *   until 'drain'. TCP_NODELAY is on.
+ * - The socket reads into one buffer per connection (`onread`: no new chunk
+ *   and no stream machinery per read), decoded by the codec's FrameDecoder in
+ *   `transient` mode; a reply body is received straight into a caller's
+ *   buffer (`readInto`) or into a buffer of its own.
+ * - A reply with an unknown id, a header that does not match its request or
+ *   an oversize body destroys the socket; every request in flight fails with
+ *   SheepProtocolError naming the node and the reason.
+ * - At most `maxInFlight` ids are reserved at once (orphans included); more
+ *   requests wait in the connection until a reply frees a slot.
+ *
+ * The hot path allocates no closure and no promise per request: a request is
+ * an object (ConnectionOp) that the connection calls back.
+ */
+import net from 'node:net';
+import { w32 } from '../../protocol/bytes.js';
+import { Flag, HEADER_SIZE, opName } from '../../protocol/constants.js';
+import { DEFAULT_MAX_DATA_LENGTH, FrameDecoder } from '../../protocol/decoder.js';
+import { ProtocolError } from '../../protocol/errors.js';
+import {
+  type Request,
+  decodeResponse,
+  encodeRequest,
+  peekDataLength,
+  peekId,
+  peekOpcode,
+} from '../../protocol/header.js';
+import { formatAddress } from '../util/address.js';
+import {
+  connectChannel,
+  connectErrorChannel,
+  connectionClosedChannel,
+  connectionRetiredChannel,
+  lateReplyChannel,
+  protocolErrorChannel,
+} from '../util/diagnostics.js';
+import {
+  AbortError,
+  ConnectionError,
+  type ConnectionErrorReason,
+  InvalidArgumentError,
+  SheepProtocolError,
+  TimeoutError,
+} from '../errors.js';
+import { type Deadlined, armDeadline, disarmDeadline } from '../util/timers.js';
+import type { Reply } from './types.js';
+
+/** Where an op is on its connection. */
+export const OpState = {
+  /** Not on any connection. */
+  IDLE: 0,
+  /** Waiting for a free slot (maxInFlight reached). */
+  WAITING: 1,
+  /** Has an id; waiting for the next write batch. */
+  QUEUED: 2,
+  /** Written; waiting for its reply. */
+  SENT: 3,
+  /** Timed out / aborted after it was written: its id stays reserved until the reply. */
+  ORPHAN: 4,
+  /** Answered, failed or cancelled. */
+  DONE: 5,
+} as const;
+export type OpStateValue = (typeof OpState)[keyof typeof OpState];
+
+/**
+ * A request as the connection sees it. Subclasses (the pool's requests,
+ * `Connection.request()`) get their reply or failure through the two
+ * callbacks, which the connection calls exactly once per send.
+ */
+export abstract class ConnectionOp {
+  /** The encoded 48-byte request header; the connection writes its id into a copy. */
+  header: Uint8Array;
+  /** Request payload (SD_FLAG_CMD_WRITE), written after the header as its own buffer. */
+  body: Uint8Array | undefined;
+  /** Receive the reply body here, from byte 0. */
+  readInto: Uint8Array | undefined;
+  /** Id on the current connection (valid from QUEUED). */
+  opId = 0;
+  /** Connection the op is on (from WAITING to its reply). */
+  conn: Connection | undefined = undefined;
+  opState: OpStateValue = OpState.IDLE;
+
+  constructor(header: Uint8Array, body: Uint8Array | undefined, readInto: Uint8Array | undefined) {
+    this.header = header;
+    this.body = body;
+    this.readInto = readInto;
+  }
+
+  /**
+   * The reply arrived. `header` is valid only during the call (it may be a
+   * view of the connection's read buffer); `body` is the readInto target or a
+   * buffer of its own.
+   */
+  abstract onReply(header: Uint8Array, body: Uint8Array, conn: Connection): void;
+  /** The connection failed before the reply. `sent`: the request had been written. */
+  abstract onError(err: Error, conn: Connection, sent: boolean): void;
+}
+
+/** Callbacks of the connection's owner (the pool). */
+export interface ConnectionHooks {
+  /** The TCP connection is established. */
+  onReady?(conn: Connection): void;
+  /** The connection closed (`error` undefined for a graceful close); called before its requests are failed. */
+  onClose?(conn: Connection, error: Error | undefined): void;
+  /** The connection stopped taking requests (orphan threshold); it closes once its requests finish. */
+  onRetire?(conn: Connection): void;
+  /** A slot was freed (reply, cancel) on a ready connection. */
+  onCapacity?(conn: Connection): void;
+}
+
+export interface ConnectionOptions {
+  host: string;
+  port: number;
+  /** Name used in errors and diagnostics (default `host:port`). */
+  node?: string;
+  /** Milliseconds allowed for the TCP connect (default 10000; 0 = no limit). */
+  connectTimeout?: number;
+  /** Request ids reserved at once, orphans included (default 128). */
+  maxInFlight?: number;
+  /** Orphaned requests (timed out after send) tolerated before the connection is retired (default 64). */
+  maxOrphans?: number;
+  /** Largest reply body accepted (default 64 MiB). */
+  maxDataLength?: number;
+  /** TCP_NODELAY (default true). */
+  noDelay?: boolean;
+  /** TCP keep-alive (default true, first probe after 60 s). */
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+  hooks?: ConnectionHooks;
+  /** @internal First request id (tests of the u32 wrap-around). */
+  initialId?: number;
+}
+
+export type ConnectionState = 'connecting' | 'ready' | 'retiring' | 'closing' | 'closed';
+
+/** Options of `Connection.request()`. */
+export interface ConnectionRequestOptions {
+  /** Milliseconds until TimeoutError (default: none). */
+  timeout?: number;
+  signal?: AbortSignal;
+  readInto?: Uint8Array;
+}
+
+/** Counters of one connection. */
+export interface ConnectionStats {
+  node: string;
+  id: number;
+  state: ConnectionState;
+  /** Reserved ids (requests queued for writing or awaiting replies, orphans included). */
+  inFlight: number;
+  orphans: number;
+  /** Requests waiting for a free slot. */
+  waiting: number;
+  /** Requests with an id that are not written yet (waiting for the next batch or for 'drain'). */
+  unsent: number;
+  /** Bytes handed to the socket and not yet taken by the kernel. */
+  writeBuffered: number;
+  /** Requests written / replies received / late replies dropped, since the start. */
+  sent: number;
+  replies: number;
+  lateReplies: number;
+}
+
+const SLAB_MIN = 16 * HEADER_SIZE * 16; // 12 KiB: 256 headers
+const SLAB_KEEP_MAX = 1024 * 1024;
+/** Bytes the socket reads at once into the connection's read buffer. */
+const READ_BUFFER_SIZE = 256 * 1024;
+
+let connectionSerial = 0;
+
+function checkInt(v: number, name: string, min: number): number {
+  if (!Number.isInteger(v) || v < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${v}`);
+  return v;
+}
+
+/**
+ * Validate `req` against `body` and encode its header. Throws
+ * InvalidArgumentError for a payload without SD_FLAG_CMD_WRITE (sheep would
+ * not read it and the stream would desynchronise), a payload whose length is
+ * not `dataLength`, or a write without its payload.
+ */
+export function encodeRequestHeader(req: Request, body: Uint8Array | undefined): Uint8Array {
+  const write = (req.flags & Flag.CMD_WRITE) !== 0;
+  const blen = body === undefined ? 0 : body.length;
+  if (blen > 0 && !write) {
+    throw new InvalidArgumentError(`${opName(req.opcode)}: a body needs SD_FLAG_CMD_WRITE (sheep would not read it)`);
+  }
+  if (write && blen !== req.dataLength) {
+    throw new InvalidArgumentError(
+      `${opName(req.opcode)}: dataLength is ${req.dataLength} but the body has ${blen} bytes (SD_FLAG_CMD_WRITE sends exactly dataLength)`,
+    );
+  }
+  const h = Buffer.allocUnsafe(HEADER_SIZE);
+  encodeRequest(req, h, 0);
+  return h;
+}
+
+function flushTick(c: Connection): void {
+  c.flushNow();
+}
+
+export class Connection {
+  readonly node: string;
+  /** Serial number of this connection (diagnostics). */
+  readonly id: number;
+  readonly host: string;
+  readonly port: number;
+  readonly maxInFlight: number;
+  readonly maxOrphans: number;
+  private _state: ConnectionState = 'connecting';
+  private readonly socket: net.Socket;
+  private readonly decoder: FrameDecoder;
+  private readonly hooks: ConnectionHooks;
+  private readonly inflight = new Map<number, ConnectionOp>();
+  private nextId: number;
+  private orphanCount = 0;
+  private waiting: ConnectionOp[] = [];
+  private waitHead = 0;
+  private waitLive = 0;
+  private out: ConnectionOp[] = [];
+  private outHead = 0;
+  private flushScheduled = false;
+  private writable = true;
+  private slab: Buffer | undefined;
+  /** The op whose body the decoder is writing into its readInto right now. */
+  private receiving: ConnectionOp | undefined;
+  private receivingLen = 0;
+  /** Bytes of an orphan's frame still to discard by hand (see cancel()). */
+  private skip = 0;
+  private skipOp: ConnectionOp | undefined;
+  private socketError: Error | undefined;
+  private protocolFailure: Error | undefined;
+  private destroyError: Error | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private ending = false;
+  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] | undefined;
+  private closeWaiters: (() => void)[] | undefined;
+  private sentCount = 0;
+  private replyCount = 0;
+  private lateCount = 0;
+  /** The error the connection closed with (undefined while open or after a graceful close). */
+  closeError: Error | undefined;
+
+  constructor(opts: ConnectionOptions) {
+    this.host = opts.host;
+    this.port = opts.port;
+    this.node = opts.node ?? formatAddress(opts.host, opts.port);
+    this.id = ++connectionSerial;
+    this.maxInFlight = checkInt(opts.maxInFlight ?? 128, 'maxInFlight', 1);
+    this.maxOrphans = checkInt(opts.maxOrphans ?? 64, 'maxOrphans', 0);
+    const initial = opts.initialId ?? 1;
+    if (!Number.isInteger(initial) || initial < 0 || initial > 0xffffffff) {
+      throw new InvalidArgumentError(`initialId must be a u32, got ${initial}`);
+    }
+    this.nextId = initial;
+    this.hooks = opts.hooks ?? {};
+    this.decoder = new FrameDecoder({
+      direction: 'response',
+      maxDataLength: opts.maxDataLength ?? DEFAULT_MAX_DATA_LENGTH,
+      bodyTarget: this.bodyTarget,
+      // The socket reads into one buffer of ours, reused read after read.
+      transient: true,
+    });
+    const connectTimeout = opts.connectTimeout ?? 10_000;
+    const keepAlive = opts.keepAlive ?? true;
+    this.socket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      noDelay: opts.noDelay ?? true,
+      keepAlive,
+      keepAliveInitialDelay: opts.keepAliveInitialDelay ?? 60_000,
+      // Read into one buffer per connection instead of a new chunk per read
+      // (and no stream machinery per chunk): replies are decoded straight
+      // out of it, bodies land in their readInto target or in a copy.
+      onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER_SIZE), callback: this.onRead },
+    });
+    this.socket.on('connect', this.onConnect);
+    this.socket.on('drain', this.onDrain);
+    this.socket.on('error', this.onSocketError);
+    this.socket.on('close', this.onSocketClose);
+    if (connectTimeout > 0) {
+      this.connectTimer = setTimeout(this.onConnectTimeout, connectTimeout);
+      this.connectTimer.unref();
+    }
+  }
+
+  /** Connect, resolving once the connection is ready (rejects with ConnectionError). */
+  static async connect(opts: ConnectionOptions): Promise<Connection> {
+    const c = new Connection(opts);
+    await c.ready();
+    return c;
+  }
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+  /** Reserved ids: requests queued for writing, awaiting replies, and orphans. */
+  get inFlight(): number {
+    return this.inflight.size;
+  }
+  /** Requests written whose caller gave up, ids still reserved. */
+  get orphans(): number {
+    return this.orphanCount;
+  }
+  /** Requests the owner is still waiting for (in flight minus orphans, plus waiting). */
+  get pending(): number {
+    return this.inflight.size - this.orphanCount + this.waitLive;
+  }
+  /** Requests that could be sent now without waiting (0 unless ready). */
+  get available(): number {
+    if (this._state !== 'ready') return 0;
+    return this.maxInFlight - this.inflight.size - this.waitLive;
+  }
+  /** Local port once connected (diagnostics, tests). */
+  get localPort(): number | undefined {
+    return this.socket.localPort;
+  }
+  /** `address:port` of the peer once connected. */
+  get remote(): string | undefined {
+    const a = this.socket.remoteAddress;
+    const p = this.socket.remotePort;
+    return a === undefined || p === undefined ? undefined : formatAddress(a, p);
+  }
+
+  get stats(): ConnectionStats {
+    return {
+      node: this.node,
+      id: this.id,
+      state: this._state,
+      inFlight: this.inflight.size,
+      orphans: this.orphanCount,
+      waiting: this.waitLive,
+      unsent: this.unsentCount(),
+      writeBuffered: this.socket.writableLength,
+      sent: this.sentCount,
+      replies: this.replyCount,
+      lateReplies: this.lateCount,
+    };
+  }
+
+  private unsentCount(): number {
+    let n = 0;
+    for (let i = this.outHead; i < this.out.length; i++) {
+      const op = this.out[i] as ConnectionOp;
+      if (op.opState === OpState.QUEUED && op.conn === this) n++;
+    }
+    return n;
+  }
+
+  /** Resolves once connected; rejects if the connection fails first. */
+  ready(): Promise<void> {
+    if (this._state !== 'connecting') {
+      if (this._state === 'closed') return Promise.reject(this.closeError ?? this.closedError(false));
+      return Promise.resolve();
+    }
+    this.readyWaiters ??= [];
+    const w = this.readyWaiters;
+    return new Promise((resolve, reject) => {
+      w.push({ resolve, reject });
+    });
+  }
+
+  /** Resolves once the socket is closed. */
+  closed(): Promise<void> {
+    if (this._state === 'closed') return Promise.resolve();
+    this.closeWaiters ??= [];
+    const w = this.closeWaiters;
+    return new Promise((resolve) => {
+      w.push(resolve);
+    });
+  }
+
+  // ------------------------------------------------------------ sending
+
+  /**
+   * Send `op`. Never throws: when the connection cannot take it, `op.onError`
+   * is called (synchronously) with an unsent ConnectionError.
+   */
+  send(op: ConnectionOp): void {
+    const s = this._state;
+    if (s !== 'ready' && s !== 'connecting') {
+      op.onError(
+        new ConnectionError(`connection ${this.id} to ${this.node} is ${s}`, this.node, {
+          reason: s === 'closed' ? 'closed' : 'destroyed',
+          sent: false,
+        }),
+        this,
+        false,
+      );
+      return;
+    }
+    op.conn = this;
+    if (this.inflight.size >= this.maxInFlight || this.waitLive > 0) {
+      op.opState = OpState.WAITING;
+      this.waiting.push(op);
+      this.waitLive++;
+      return;
+    }
+    this.assign(op);
+  }
+
+  private assign(op: ConnectionOp): void {
+    const map = this.inflight;
+    let id = this.nextId;
+    while (map.has(id)) id = (id + 1) >>> 0;
+    this.nextId = (id + 1) >>> 0;
+    op.opId = id;
+    op.opState = OpState.QUEUED;
+    map.set(id, op);
+    this.out.push(op);
+    if (!this.flushScheduled && this.writable && this._state !== 'connecting') {
+      this.flushScheduled = true;
+      process.nextTick(flushTick, this);
+    }
+  }
+
+  /** @internal Write every queued request (the per-tick batch). */
+  flushNow(): void {
+    this.flushScheduled = false;
+    if (!this.writable || this._state === 'connecting' || this._state === 'closed') return;
+    const out = this.out;
+    const n = out.length;
+    let i = this.outHead;
+    if (i >= n) return;
+    const need = (n - i) * HEADER_SIZE;
+    let slab = this.slab;
+    if (slab === undefined || slab.length < need) slab = Buffer.allocUnsafeSlow(Math.max(need, SLAB_MIN));
+    this.slab = undefined;
+    const sock = this.socket;
+    let off = 0;
+    let runStart = 0;
+    let ok = true;
+    sock.cork();
+    while (i < n) {
+      const op = out[i++] as ConnectionOp;
+      if (op.opState !== OpState.QUEUED || op.conn !== this) continue; // cancelled while queued
+      slab.set(op.header, off);
+      w32(slab, off + 8, op.opId);
+      off += HEADER_SIZE;
+      op.opState = OpState.SENT;
+      this.sentCount++;
+      const body = op.body;
+      if (body !== undefined && body.length > 0) {
+        ok = sock.write(slab.subarray(runStart, off));
+        ok = sock.write(body) && ok;
+        runStart = off;
+        if (!ok) break;
+      }
+    }
+    if (off > runStart) ok = sock.write(slab.subarray(runStart, off)) && ok;
+    sock.uncork();
+    if (i >= n) {
+      out.length = 0;
+      this.outHead = 0;
+    } else {
+      this.outHead = i;
+      if (i > 1024 && i * 2 > n) {
+        this.out = out.slice(i);
+        this.outHead = 0;
+      }
+    }
+    if (!ok) this.writable = false;
+    // Everything reached the kernel: nothing references the slab any more.
+    if (sock.writableLength === 0 && slab.length <= SLAB_KEEP_MAX) this.slab = slab;
+  }
+
+  /**
+   * Take `op` back (its caller timed out or aborted). Not yet written: it is
+   * dropped and its id freed. Written: it becomes an orphan (the id stays
+   * reserved until the late reply, which is then dropped) and true is
+   * returned. Does not call the op back.
+   */
+  cancel(op: ConnectionOp): boolean {
+    if (op.conn !== this) return false;
+    switch (op.opState) {
+      case OpState.WAITING:
+        op.opState = OpState.DONE;
+        op.conn = undefined;
+        this.waitLive--;
+        this.maybeEnd();
+        return false;
+      case OpState.QUEUED:
+        this.inflight.delete(op.opId);
+        op.opState = OpState.DONE;
+        op.conn = undefined;
+        this.slotFreed();
+        return false;
+      case OpState.SENT: {
+        op.opState = OpState.ORPHAN;
+        this.orphanCount++;
+        if (this.receiving === op) {
+          // Its body is arriving into the caller's buffer, which the caller
+          // may reuse from now on: discard the rest of the frame by hand.
+          const remaining = HEADER_SIZE + this.receivingLen - this.decoder.buffered;
+          this.decoder.reset();
+          this.receiving = undefined;
+          this.skipOp = op;
+          this.skip = remaining;
+          if (remaining <= 0) this.endSkip();
+        }
+        if (this._state === 'ready' && this.orphanCount > this.maxOrphans) this.retire();
+        else this.maybeEnd();
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  // ------------------------------------------------------------ receiving
+
+  private readonly bodyTarget = (header: Uint8Array, length: number): Uint8Array | undefined => {
+    const op = this.check(header);
+    const asked = peekDataLength(op.header);
+    if (length > asked) {
+      throw new SheepProtocolError(
+        `${this.node} sent a ${length}-byte reply body to ${opName(peekOpcode(op.header))} (id ${op.opId}), which asked for at most ${asked}`,
+        this.node,
+        'oversize',
+      );
+    }
+    if (op.opState !== OpState.SENT) return undefined;
+    const into = op.readInto;
+    if (into === undefined || into.length < length) return undefined;
+    this.receiving = op;
+    this.receivingLen = length;
+    return into;
+  };
+
+  /** The op a reply header belongs to, or a protocol error. */
+  private check(header: Uint8Array): ConnectionOp {
+    const id = peekId(header);
+    const op = this.inflight.get(id);
+    if (op === undefined) {
+      throw new SheepProtocolError(
+        `${this.node} sent a reply with id ${id} (opcode ${opName(peekOpcode(header))}) that matches no request in flight on connection ${this.id}`,
+        this.node,
+        'unknown-id',
+      );
+    }
+    if (op.opState === OpState.QUEUED) {
+      throw new SheepProtocolError(
+        `${this.node} answered request id ${id} before it was sent`,
+        this.node,
+        'unknown-id',
+      );
+    }
+    const want = peekOpcode(op.header);
+    const got = peekOpcode(header);
+    if (got !== want) {
+      throw new SheepProtocolError(
+        `${this.node} answered request id ${id} (${opName(want)}) with a ${opName(got)} header`,
+        this.node,
+        'bad-header',
+      );
+    }
+    return op;
+  }
+
+  private readonly onFrame = (header: Uint8Array, body: Uint8Array): void => {
+    if (this._state === 'closed') return;
+    const op = this.check(header);
+    this.receiving = undefined;
+    this.inflight.delete(op.opId);
+    this.replyCount++;
+    if (op.opState === OpState.ORPHAN) {
+      this.orphanCount--;
+      this.late(op);
+    } else {
+      op.opState = OpState.DONE;
+      op.conn = undefined;
+      op.onReply(header, body, this);
+    }
+    this.slotFreed();
+  };
+
+  private late(op: ConnectionOp): void {
+    op.opState = OpState.DONE;
+    op.conn = undefined;
+    this.lateCount++;
+    if (lateReplyChannel.hasSubscribers) {
+      lateReplyChannel.publish({ node: this.node, connection: this.id, id: op.opId, opcode: peekOpcode(op.header) });
+    }
+  }
+
+  private endSkip(): void {
+    const op = this.skipOp as ConnectionOp;
+    this.skipOp = undefined;
+    this.skip = 0;
+    this.inflight.delete(op.opId);
+    this.orphanCount--;
+    this.replyCount++;
+    this.late(op);
+    this.slotFreed();
+  }
+
+  private readonly onRead = (nread: number, buf: Uint8Array): boolean => {
+    this.onData(buf.subarray(0, nread));
+    return true;
+  };
+
+  private readonly onData = (chunk: Uint8Array): void => {
+    let c: Uint8Array = chunk;
+    if (this.skip > 0) {
+      if (c.length < this.skip) {
+        this.skip -= c.length;
+        return;
+      }
+      c = c.subarray(this.skip);
+      this.endSkip();
+      if (c.length === 0 || this._state === 'closed') return;
+    }
+    try {
+      this.decoder.push(c, this.onFrame);
+    } catch (e) {
+      this.onProtocolError(e);
+    }
+  };
+
+  private onProtocolError(e: unknown): void {
+    if (this._state === 'closed') return;
+    let err: Error;
+    if (e instanceof SheepProtocolError) err = e;
+    else if (e instanceof ProtocolError) {
+      const reason = /exceeds the limit|does not fit/.test(e.message) ? 'oversize' : 'frame';
+      err = new SheepProtocolError(`protocol error from ${this.node}: ${e.message}`, this.node, reason, { cause: e });
+    } else {
+      const m = e instanceof Error ? e.message : String(e);
+      err = new ConnectionError(`connection ${this.id} to ${this.node}: error handling a reply: ${m}`, this.node, {
+        reason: 'destroyed',
+        sent: true,
+        cause: e,
+      });
+    }
+    if (protocolErrorChannel.hasSubscribers) {
+      protocolErrorChannel.publish({ node: this.node, connection: this.id, error: err });
+    }
+    this.protocolFailure = err;
+    this.socket.destroy();
+    this.finish(err);
+  }
+
+  /** A reserved id was released: move waiting requests in, tell the owner, or finish a close. */
+  private slotFreed(): void {
+    const s = this._state;
+    if (this.waitLive > 0 && s !== 'retiring' && s !== 'closed') {
+      const w = this.waiting;
+      while (this.waitLive > 0 && this.inflight.size < this.maxInFlight && this.waitHead < w.length) {
+        const op = w[this.waitHead++] as ConnectionOp;
+        if (op.opState !== OpState.WAITING || op.conn !== this) continue;
+        this.waitLive--;
+        this.assign(op);
+      }
+      if (this.waitHead >= w.length) {
+        w.length = 0;
+        this.waitHead = 0;
+      }
+    }
+    if (s === 'ready') this.hooks.onCapacity?.(this);
+    else this.maybeEnd();
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  private readonly onConnect = (): void => {
+    if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
+    if (this._state !== 'connecting' && this._state !== 'closing') return;
+    if (this._state === 'connecting') this._state = 'ready';
+    this.socket.setNoDelay(true);
+    if (connectChannel.hasSubscribers) {
+      connectChannel.publish({
+        node: this.node,
+        connection: this.id,
+        localAddress: this.socket.localAddress,
+        localPort: this.socket.localPort,
+      });
+    }
+    const w = this.readyWaiters;
+    this.readyWaiters = undefined;
+    if (w) for (const x of w) x.resolve();
+    if (this._state === 'ready') this.hooks.onReady?.(this);
+    if (this.out.length > this.outHead) this.flushNow();
+    this.maybeEnd();
+  };
+
+  private readonly onConnectTimeout = (): void => {
+    this.connectTimer = undefined;
+    if (this._state !== 'connecting') return;
+    this.destroyError = new ConnectionError(`connect to ${this.node} timed out`, this.node, {
+      reason: 'connect-timeout',
+    });
+    this.socket.destroy();
+    this.finish(this.destroyError);
+  };
+
+  private readonly onDrain = (): void => {
+    this.writable = true;
+    this.flushNow();
+  };
+
+  private readonly onSocketError = (err: Error): void => {
+    this.socketError ??= err;
+  };
+
+  private readonly onSocketClose = (): void => {
+    if (this._state === 'closed') return;
+    this.finish(this.closedError(true));
+  };
+
+  /** The error for a close we did not ask for. */
+  private closedError(wasOpen: boolean): Error {
+    if (this.destroyError) return this.destroyError;
+    const se = this.socketError;
+    if (this._state === 'connecting' || !wasOpen) {
+      return new ConnectionError(
+        `connect to ${this.node} failed${se ? `: ${se.message}` : ''}`,
+        this.node,
+        se ? { reason: 'connect', cause: se } : { reason: 'connect' },
+      );
+    }
+    const mid = this.decoder.idle && this.skip === 0 ? '' : ' in the middle of a reply';
+    const why = se ? `failed: ${se.message}` : `was closed by the peer${mid}`;
+    return new ConnectionError(
+      `connection ${this.id} to ${this.node} ${why} (${this.pending} requests pending)`,
+      this.node,
+      se ? { reason: 'socket', cause: se } : { reason: 'closed' },
+    );
+  }
+
+  /**
+   * Stop taking requests and close once the ones in flight are answered
+   * (orphans are not waited for). Requests waiting for a slot are failed
+   * as unsent so their owner can place them elsewhere.
+   */
+  retire(): void {
+    if (this._state !== 'ready' && this._state !== 'connecting') return;
+    this._state = 'retiring';
+    if (connectionRetiredChannel.hasSubscribers) {
+      connectionRetiredChannel.publish({ node: this.node, connection: this.id, orphans: this.orphanCount });
+    }
+    this.hooks.onRetire?.(this);
+    const w = this.waiting;
+    const ops: ConnectionOp[] = [];
+    for (let i = this.waitHead; i < w.length; i++) {
+      const op = w[i] as ConnectionOp;
+      if (op.opState === OpState.WAITING && op.conn === this) ops.push(op);
+    }
+    this.waiting = [];
+    this.waitHead = 0;
+    this.waitLive = 0;
+    if (ops.length > 0) {
+      const err = new ConnectionError(`connection ${this.id} to ${this.node} was retired`, this.node, {
+        reason: 'destroyed',
+        sent: false,
+      });
+      for (const op of ops) {
+        op.opState = OpState.DONE;
+        op.conn = undefined;
+        op.onError(err, this, false);
+      }
+    }
+    this.maybeEnd();
+  }
+
+  /** Stop taking requests; resolves once every pending request is answered and the socket is closed. */
+  close(): Promise<void> {
+    if (this._state === 'closed') return Promise.resolve();
+    const p = this.closed();
+    if (this._state === 'ready' || this._state === 'connecting') this._state = 'closing';
+    this.maybeEnd();
+    return p;
+  }
+
+  /** Close at once: every pending request fails with `err` (default: ConnectionError 'destroyed'). */
+  destroy(err?: Error): void {
+    if (this._state === 'closed') return;
+    this.destroyError =
+      err ??
+      new ConnectionError(`connection ${this.id} to ${this.node} was destroyed`, this.node, { reason: 'destroyed' });
+    this.socket.destroy();
+    this.finish(this.destroyError);
+  }
+
+  private maybeEnd(): void {
+    const s = this._state;
+    if (s !== 'retiring' && s !== 'closing') return;
+    if (this.ending || this.inflight.size - this.orphanCount > 0 || this.waitLive > 0) return;
+    if (this.socket.connecting) {
+      if (s === 'retiring') this.socket.destroy();
+      return; // 'closing' while connecting: wait for onConnect
+    }
+    this.ending = true;
+    // Our side is done: flush what is queued, then close.
+    this.socket.end(() => this.socket.destroy());
+  }
+
+  /** Close bookkeeping; `err` undefined = graceful. Fails what is still pending. */
+  private finish(err: Error | undefined): void {
+    if (this._state === 'closed') return;
+    const wasOpen = this._state !== 'connecting';
+    const graceful = this.ending && err instanceof ConnectionError && err.reason === 'closed';
+    const error = graceful ? undefined : (this.protocolFailure ?? err);
+    this._state = 'closed';
+    this.closeError = error;
+    if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
+    this.slab = undefined;
+    this.receiving = undefined;
+    this.skipOp = undefined;
+    this.skip = 0;
+    const failed: ConnectionOp[] = [];
+    const sentFlags: boolean[] = [];
+    for (const op of this.inflight.values()) {
+      if (op.opState === OpState.SENT || op.opState === OpState.QUEUED) {
+        failed.push(op);
+        sentFlags.push(op.opState === OpState.SENT);
+      }
+      op.opState = OpState.DONE;
+      op.conn = undefined;
+    }
+    this.inflight.clear();
+    this.orphanCount = 0;
+    for (let i = this.waitHead; i < this.waiting.length; i++) {
+      const op = this.waiting[i] as ConnectionOp;
+      if (op.opState === OpState.WAITING && op.conn === this) {
+        failed.push(op);
+        sentFlags.push(false);
+        op.opState = OpState.DONE;
+        op.conn = undefined;
+      }
+    }
+    this.waiting = [];
+    this.waitHead = 0;
+    this.waitLive = 0;
+    this.out = [];
+    this.outHead = 0;
+    if (!wasOpen && connectErrorChannel.hasSubscribers && error) {
+      connectErrorChannel.publish({ node: this.node, connection: this.id, error });
+    }
+    if (connectionClosedChannel.hasSubscribers) {
+      connectionClosedChannel.publish({ node: this.node, connection: this.id, error, failed: failed.length });
+    }
+    const rw = this.readyWaiters;
+    this.readyWaiters = undefined;
+    if (rw) for (const w of rw) w.reject(error ?? this.closedError(wasOpen));
+    this.hooks.onClose?.(this, error);
+    if (failed.length > 0) {
+      const base = error ?? this.closedError(wasOpen);
+      let sentErr: Error | undefined;
+      let unsentErr: Error | undefined;
+      for (let i = 0; i < failed.length; i++) {
+        const sent = sentFlags[i] as boolean;
+        let e: Error;
+        if (base instanceof ConnectionError) {
+          if (sent) e = sentErr ??= this.withSent(base, true);
+          else e = unsentErr ??= this.withSent(base, false);
+        } else e = base;
+        (failed[i] as ConnectionOp).onError(e, this, sent);
+      }
+    }
+    const cw = this.closeWaiters;
+    this.closeWaiters = undefined;
+    if (cw) for (const r of cw) r();
+  }
+
+  private withSent(base: ConnectionError, sent: boolean): ConnectionError {
+    if (base.sent === sent) return base;
+    return new ConnectionError(base.message, base.node, {
+      reason: base.reason as ConnectionErrorReason,
+      sent,
+      ...(base.cause === undefined ? {} : { cause: base.cause }),
+    });
+  }
+
+  // ------------------------------------------------------------ standalone use
+
+  /**
+   * Send one request on this connection and wait for its reply (any result).
+   * The pool does not use this; it is for tools and tests.
+   */
+  request(req: Request, body?: Uint8Array, opts: ConnectionRequestOptions = {}): Promise<Reply> {
+    let header: Uint8Array;
+    try {
+      header = encodeRequestHeader(req, body);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const op = new DirectRequest(header, body, opts.readInto, opts.signal);
+    const p = new Promise<Reply>((resolve, reject) => {
+      op.resolve = resolve;
+      op.reject = reject;
+    });
+    const signal = opts.signal;
+    if (signal?.aborted) {
+      op.fail(
+        new AbortError(`${opName(req.opcode)} aborted before it was sent`, { phase: 'queued', cause: signal.reason }),
+      );
+      return p;
+    }
+    signal?.addEventListener('abort', op, { once: true });
+    if (opts.timeout !== undefined && opts.timeout > 0) {
+      op.timeout = opts.timeout;
+      armDeadline(op, opts.timeout);
+    }
+    this.send(op);
+    return p;
+  }
+}
+
+/** A request made with `Connection.request()`. */
+class DirectRequest extends ConnectionOp implements Deadlined {
+  resolve: (r: Reply) => void = noop;
+  reject: (e: Error) => void = noop;
+  deadline = 0;
+  timer: NodeJS.Timeout | undefined = undefined;
+  timeout = 0;
+  settled = false;
+  readonly signal: AbortSignal | undefined;
+
+  constructor(
+    header: Uint8Array,
+    body: Uint8Array | undefined,
+    readInto: Uint8Array | undefined,
+    signal: AbortSignal | undefined,
+  ) {
+    super(header, body, readInto);
+    this.signal = signal;
+  }
+
+  private cleanup(): void {
+    this.settled = true;
+    disarmDeadline(this);
+    this.signal?.removeEventListener('abort', this);
+  }
+
+  fail(e: Error): void {
+    if (this.settled) return;
+    this.cleanup();
+    this.reject(e);
+  }
+
+  onReply(header: Uint8Array, body: Uint8Array, conn: Connection): void {
+    if (this.settled) return;
+    this.cleanup();
+    this.resolve({ header: decodeResponse(header), body, node: conn.node });
+  }
+
+  onError(err: Error): void {
+    this.fail(err);
+  }
+
+  private giveUp(make: (phase: 'queued' | 'sent', node: string | undefined) => Error): void {
+    if (this.settled) return;
+    const conn = this.conn;
+    const phase = this.opState === OpState.SENT ? 'sent' : 'queued';
+    const e = make(phase, conn?.node);
+    this.cleanup();
+    conn?.cancel(this);
+    this.reject(e);
+  }
+
+  onDeadline(): void {
+    const op = opName(peekOpcode(this.header));
+    this.giveUp(
+      (phase, node) =>
+        new TimeoutError(
+          `${op} timed out after ${this.timeout} ms (${phase === 'sent' ? `sent to ${node}, no reply` : 'not sent'})`,
+          { phase, node, timeout: this.timeout },
+        ),
+    );
+  }
+
+  handleEvent(): void {
+    const op = opName(peekOpcode(this.header));
+    this.giveUp(
+      (phase, node) =>
+        new AbortError(`${op} aborted (${phase === 'sent' ? `sent to ${node}` : 'not sent'})`, {
+          phase,
+          node,
+          cause: this.signal?.reason,
+        }),
+    );
+  }
+}
+
+function noop(): void {}
