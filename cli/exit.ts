@@ -8,6 +8,7 @@
 import { Result, resultMessage } from '../protocol/constants.js';
 import {
   AbortError,
+  ClusterNotReadyError,
   ConnectionError,
   InvalidArgumentError,
   PoolClosedError,
@@ -15,7 +16,6 @@ import {
   SheepdogResponseError,
   TimeoutError,
 } from '../lib/errors.js';
-import { ClusterNotReadyError } from '../lib/driver/driver.js';
 
 export const ExitCode = {
   /** Success. */

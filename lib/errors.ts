@@ -1,14 +1,19 @@
 /**
- * Typed errors of the SDK. Every class has a stable `code` and a brand, so
- * `instanceof` works across two copies of the package (see protocol/errors.ts).
+ * Typed errors of the SDK, all in this module. Every one is a class (usable
+ * as a type) with a stable `code` and a brand, so `instanceof` works across
+ * two copies of the package (see protocol/errors.ts, which holds the base
+ * classes the pure codec throws; they are re-exported here).
  *
  * Split (MongoDB driver style): network (ConnectionError), protocol
  * (ProtocolError), client-side (Timeout/Abort/QueueFull/PoolClosed/
- * InvalidArgument/OutcomeUnknown) and server (SheepdogResponseError, carrying
- * the SD_RES number and name).
+ * InvalidArgument/OutcomeUnknown), server (SheepdogResponseError, carrying
+ * the SD_RES number and name, and one subclass per common result) and the
+ * higher layers' own (PartialWriteError from the VDI data path;
+ * ClusterNotReadyError and ImageTooLargeError from the driver).
  */
 import { InvalidArgumentError, ProtocolError, SheepdogError } from '../protocol/errors.js';
 import { Result, resultMessage, resultName } from '../protocol/constants.js';
+import type { ClusterInfoResult } from './client/client.js';
 
 export { InvalidArgumentError, ProtocolError, SheepdogError };
 
@@ -173,42 +178,170 @@ export class SheepdogResponseError extends SheepdogError {
   }
 }
 
-function sub(brand: string, result: number) {
-  const C = class extends SheepdogResponseError {
-    static override readonly brand: string = brand;
-    constructor(context?: string, node?: string, options?: ErrorOptions) {
-      super(result, context, node, options);
-    }
-  };
-  Object.defineProperty(C, 'name', { value: brand });
-  return C;
+/** Constructor signature shared by the per-result subclasses below. */
+type ResponseErrorClass = new (context?: string, node?: string, options?: ErrorOptions) => SheepdogResponseError;
+
+/** No VDI of that name, tag or id (SD_RES_NO_VDI). */
+export class NoVdiError extends SheepdogResponseError {
+  static override readonly brand: string = 'NoVdiError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.NO_VDI, context, node, options);
+  }
 }
 
-export const NoVdiError = sub('NoVdiError', Result.NO_VDI);
-export const VdiExistsError = sub('VdiExistsError', Result.VDI_EXIST);
-export const VdiLockedError = sub('VdiLockedError', Result.VDI_LOCKED);
-export const NoTagError = sub('NoTagError', Result.NO_TAG);
-export const ReadOnlyError = sub('ReadOnlyError', Result.READONLY);
-export const NoSpaceError = sub('NoSpaceError', Result.NO_SPACE);
-export const InvalidParmsError = sub('InvalidParmsError', Result.INVALID_PARMS);
-export const NoObjError = sub('NoObjError', Result.NO_OBJ);
-export const WaitForFormatError = sub('WaitForFormatError', Result.WAIT_FOR_FORMAT);
-export const VerMismatchError = sub('VerMismatchError', Result.VER_MISMATCH);
-export const VdiNotLockedError = sub('VdiNotLockedError', Result.VDI_NOT_LOCKED);
-export const NoBaseVdiError = sub('NoBaseVdiError', Result.NO_BASE_VDI);
-export const FullVdiError = sub('FullVdiError', Result.FULL_VDI);
-export const EioError = sub('EioError', Result.EIO);
-export const HaltError = sub('HaltError', Result.HALT);
-export const ShutdownError = sub('ShutdownError', Result.SHUTDOWN);
-export const WaitForJoinError = sub('WaitForJoinError', Result.WAIT_FOR_JOIN);
-export const NoSupportError = sub('NoSupportError', Result.NO_SUPPORT);
-export const BufferSmallError = sub('BufferSmallError', Result.BUFFER_SMALL);
-export const InodeInvalidatedError = sub('InodeInvalidatedError', Result.INODE_INVALIDATED);
+/** The VDI (or an exclusive attribute) exists already (SD_RES_VDI_EXIST). */
+export class VdiExistsError extends SheepdogResponseError {
+  static override readonly brand: string = 'VdiExistsError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.VDI_EXIST, context, node, options);
+  }
+}
 
-const byResult = new Map<
-  number,
-  new (context?: string, node?: string, options?: ErrorOptions) => SheepdogResponseError
->([
+/** The VDI is already locked (SD_RES_VDI_LOCKED). */
+export class VdiLockedError extends SheepdogResponseError {
+  static override readonly brand: string = 'VdiLockedError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.VDI_LOCKED, context, node, options);
+  }
+}
+
+/** No snapshot with the requested tag (SD_RES_NO_TAG). */
+export class NoTagError extends SheepdogResponseError {
+  static override readonly brand: string = 'NoTagError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.NO_TAG, context, node, options);
+  }
+}
+
+/** The object is read-only, e.g. a snapshot (SD_RES_READONLY). */
+export class ReadOnlyError extends SheepdogResponseError {
+  static override readonly brand: string = 'ReadOnlyError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.READONLY, context, node, options);
+  }
+}
+
+/** The cluster has no space for new objects (SD_RES_NO_SPACE). */
+export class NoSpaceError extends SheepdogResponseError {
+  static override readonly brand: string = 'NoSpaceError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.NO_SPACE, context, node, options);
+  }
+}
+
+/** Sheep rejected the parameters (SD_RES_INVALID_PARMS). */
+export class InvalidParmsError extends SheepdogResponseError {
+  static override readonly brand: string = 'InvalidParmsError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.INVALID_PARMS, context, node, options);
+  }
+}
+
+/** No such object (SD_RES_NO_OBJ). */
+export class NoObjError extends SheepdogResponseError {
+  static override readonly brand: string = 'NoObjError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.NO_OBJ, context, node, options);
+  }
+}
+
+/** The cluster is not formatted yet (SD_RES_WAIT_FOR_FORMAT). */
+export class WaitForFormatError extends SheepdogResponseError {
+  static override readonly brand: string = 'WaitForFormatError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.WAIT_FOR_FORMAT, context, node, options);
+  }
+}
+
+/** Protocol version mismatch (SD_RES_VER_MISMATCH). */
+export class VerMismatchError extends SheepdogResponseError {
+  static override readonly brand: string = 'VerMismatchError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.VER_MISMATCH, context, node, options);
+  }
+}
+
+/** The VDI is not locked (SD_RES_VDI_NOT_LOCKED). */
+export class VdiNotLockedError extends SheepdogResponseError {
+  static override readonly brand: string = 'VdiNotLockedError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.VDI_NOT_LOCKED, context, node, options);
+  }
+}
+
+/** No base VDI found (SD_RES_NO_BASE_VDI). */
+export class NoBaseVdiError extends SheepdogResponseError {
+  static override readonly brand: string = 'NoBaseVdiError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.NO_BASE_VDI, context, node, options);
+  }
+}
+
+/** The maximum number of VDIs is reached (SD_RES_FULL_VDI). */
+export class FullVdiError extends SheepdogResponseError {
+  static override readonly brand: string = 'FullVdiError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.FULL_VDI, context, node, options);
+  }
+}
+
+/** I/O error on the sheep (SD_RES_EIO). */
+export class EioError extends SheepdogResponseError {
+  static override readonly brand: string = 'EioError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.EIO, context, node, options);
+  }
+}
+
+/** I/O halted: not enough living nodes (SD_RES_HALT). */
+export class HaltError extends SheepdogResponseError {
+  static override readonly brand: string = 'HaltError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.HALT, context, node, options);
+  }
+}
+
+/** The cluster is shutting down (SD_RES_SHUTDOWN). */
+export class ShutdownError extends SheepdogResponseError {
+  static override readonly brand: string = 'ShutdownError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.SHUTDOWN, context, node, options);
+  }
+}
+
+/** The cluster waits for other nodes to join (SD_RES_WAIT_FOR_JOIN). */
+export class WaitForJoinError extends SheepdogResponseError {
+  static override readonly brand: string = 'WaitForJoinError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.WAIT_FOR_JOIN, context, node, options);
+  }
+}
+
+/** The sheep does not support the operation (SD_RES_NO_SUPPORT). */
+export class NoSupportError extends SheepdogResponseError {
+  static override readonly brand: string = 'NoSupportError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.NO_SUPPORT, context, node, options);
+  }
+}
+
+/** The buffer is too small (SD_RES_BUFFER_SMALL). */
+export class BufferSmallError extends SheepdogResponseError {
+  static override readonly brand: string = 'BufferSmallError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.BUFFER_SMALL, context, node, options);
+  }
+}
+
+/** The inode object is invalidated (SD_RES_INODE_INVALIDATED). */
+export class InodeInvalidatedError extends SheepdogResponseError {
+  static override readonly brand: string = 'InodeInvalidatedError';
+  constructor(context?: string, node?: string, options?: ErrorOptions) {
+    super(Result.INODE_INVALIDATED, context, node, options);
+  }
+}
+
+const byResult = new Map<number, ResponseErrorClass>([
   [Result.NO_VDI, NoVdiError],
   [Result.VDI_EXIST, VdiExistsError],
   [Result.VDI_LOCKED, VdiLockedError],
@@ -235,4 +368,48 @@ const byResult = new Map<
 export function responseError(result: number, context?: string, node?: string): SheepdogResponseError {
   const C = byResult.get(result);
   return C ? new C(context, node) : new SheepdogResponseError(result, context, node);
+}
+
+/** A multi-object write failed part-way: `ranges` may not have landed (the rest did). */
+export class PartialWriteError extends SheepdogError {
+  static override readonly brand: string = 'PartialWriteError';
+  readonly ranges: { offset: number; length: number }[];
+  constructor(ranges: { offset: number; length: number }[], cause: unknown) {
+    const what = ranges.map((r) => `[${r.offset}, +${r.length})`).join(', ');
+    super(`write failed for ${what}: ${(cause as Error)?.message ?? String(cause)}`, 'SHEEPDOG_ERR_PARTIAL_WRITE', {
+      cause,
+    });
+    this.ranges = ranges;
+  }
+}
+
+/** Why the cluster is not usable (ClusterNotReadyError.reason). */
+export type ClusterNotReadyReason = 'unreachable' | 'unformatted' | 'waiting-for-join' | 'shutdown' | 'not-running';
+
+/** check_for_setup_error failed: the cluster cannot be reached, is not formatted, or is not running. */
+export class ClusterNotReadyError extends SheepdogError {
+  static override readonly brand: string = 'ClusterNotReadyError';
+  readonly reason: ClusterNotReadyReason;
+  /** The status clusterInfo reported, when it answered. */
+  readonly status: ClusterInfoResult['status'] | undefined;
+  constructor(
+    message: string,
+    reason: ClusterNotReadyReason,
+    status?: ClusterInfoResult['status'],
+    options?: ErrorOptions,
+  ) {
+    super(message, 'SHEEPDOG_ERR_CLUSTER_NOT_READY', options);
+    this.reason = reason;
+    this.status = status;
+  }
+}
+
+/** The image given to copyImageToVolume does not fit the volume. */
+export class ImageTooLargeError extends InvalidArgumentError {
+  static override readonly brand: string = 'ImageTooLargeError';
+  readonly volumeSize: number;
+  constructor(message: string, volumeSize: number) {
+    super(message);
+    this.volumeSize = volumeSize;
+  }
 }

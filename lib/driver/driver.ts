@@ -26,7 +26,10 @@ import {
   type VdiInfo,
 } from '../client/client.js';
 import {
+  ClusterNotReadyError,
+  type ClusterNotReadyReason,
   ConnectionError,
+  ImageTooLargeError,
   InvalidArgumentError,
   NoTagError,
   NoVdiError,
@@ -151,36 +154,8 @@ export interface CopyResult {
   sizeBytes: number;
 }
 
-/** Why the cluster is not usable (ClusterNotReadyError.reason). */
-export type ClusterNotReadyReason = 'unreachable' | 'unformatted' | 'waiting-for-join' | 'shutdown' | 'not-running';
-
-/** check_for_setup_error failed: the cluster cannot be reached, is not formatted, or is not running. */
-export class ClusterNotReadyError extends SheepdogError {
-  static override readonly brand: string = 'ClusterNotReadyError';
-  readonly reason: ClusterNotReadyReason;
-  /** The status clusterInfo reported, when it answered. */
-  readonly status: ClusterInfoResult['status'] | undefined;
-  constructor(
-    message: string,
-    reason: ClusterNotReadyReason,
-    status?: ClusterInfoResult['status'],
-    options?: ErrorOptions,
-  ) {
-    super(message, 'SHEEPDOG_ERR_CLUSTER_NOT_READY', options);
-    this.reason = reason;
-    this.status = status;
-  }
-}
-
-/** The image given to copyImageToVolume does not fit the volume. */
-export class ImageTooLargeError extends InvalidArgumentError {
-  static override readonly brand: string = 'ImageTooLargeError';
-  readonly volumeSize: number;
-  constructor(message: string, volumeSize: number) {
-    super(message);
-    this.volumeSize = volumeSize;
-  }
-}
+/** Declared in lib/errors.ts; re-exported for importers of this module. */
+export { ClusterNotReadyError, type ClusterNotReadyReason, ImageTooLargeError };
 
 function checkObject(v: unknown, what: string): Record<string, unknown> {
   if (typeof v !== 'object' || v === null) throw new InvalidArgumentError(`${what} must be an object`);

@@ -13,7 +13,7 @@ import { Op, Result, StorePolicy } from '../../protocol/constants.js';
 import { objRequest } from '../../protocol/header.js';
 import { vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
 import type { InodeHeader } from '../../protocol/records.js';
-import { InvalidArgumentError, ReadOnlyError, SheepdogError, responseError } from '../errors.js';
+import { InvalidArgumentError, PartialWriteError, ReadOnlyError, SheepdogError, responseError } from '../errors.js';
 import { checkBytes } from '../client/names.js';
 import { type ObjPolicy, readObject, runBounded, writeObjectResult } from '../client/objects.js';
 import type { Transport } from '../transport/types.js';
@@ -31,18 +31,8 @@ export interface VdiHost {
   readonly readonlyRetries: number;
 }
 
-/** A multi-object write failed part-way: `ranges` may not have landed (the rest did). */
-export class PartialWriteError extends SheepdogError {
-  static override readonly brand: string = 'PartialWriteError';
-  readonly ranges: { offset: number; length: number }[];
-  constructor(ranges: { offset: number; length: number }[], cause: unknown) {
-    const what = ranges.map((r) => `[${r.offset}, +${r.length})`).join(', ');
-    super(`write failed for ${what}: ${(cause as Error)?.message ?? String(cause)}`, 'SHEEPDOG_ERR_PARTIAL_WRITE', {
-      cause,
-    });
-    this.ranges = ranges;
-  }
-}
+/** Declared in lib/errors.ts; re-exported for importers of this module. */
+export { PartialWriteError };
 
 interface Piece {
   idx: number;
