@@ -1,7 +1,7 @@
 /**
  * The `sheepdog` command line: global options, dispatch to a command, help,
  * and the mapping of errors to one stderr line and an exit code.
- * `runCli` never calls process.exit; lib/cli/main.ts does that.
+ * `runCli` never calls process.exit; cli/main.ts does that.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { parseAddress } from '../lib/util/address.js';
 import { type ClientOptions, SheepdogClient } from '../lib/client/client.js';
-import { commands } from './commands.js';
+import { commandTable } from './commands/index.js';
 import { ExitCode, UsageError, errorText, exitCodeFor } from './exit.js';
 import type { CliIO, CommandSpec, Context, OptionSpec, OptionValues } from './spec.js';
 
@@ -31,23 +31,6 @@ const GLOBAL: Record<string, OptionSpec> = {
   json: { type: 'boolean', help: 'JSON output (listing, info and create-like commands)' },
   help: { type: 'boolean', short: 'h', help: 'show help' },
 };
-
-const bench: CommandSpec = {
-  path: ['bench'],
-  args: '[ARGS...]',
-  summary: 'benchmarks against a cluster (sheepdog bench --help)',
-  min: 0,
-  max: Number.POSITIVE_INFINITY,
-  raw: true,
-  local: true,
-  // Loaded on demand: one-shot commands do not pay for the benchmark's modules.
-  async run(_ctx, args) {
-    const { runBench } = await import('./bench.js');
-    return runBench(args);
-  },
-};
-
-const ALL: CommandSpec[] = [...commands, bench];
 
 function processIO(): CliIO {
   return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
@@ -123,7 +106,7 @@ function topHelp(): string {
     'Speaks the sheep protocol itself (no dog, no qemu-img).',
     '',
     'Commands:',
-    ...commandList(ALL),
+    ...commandList(commandTable),
     '',
     'Global options:',
     ...optLines({ ...GLOBAL, version: { type: 'boolean', short: 'V', help: 'print the version' } }),
@@ -139,7 +122,7 @@ function topHelp(): string {
 }
 
 function groupHelp(prefix: string[]): string {
-  const list = ALL.filter((c) => prefix.every((w, i) => c.path[i] === w));
+  const list = commandTable.filter((c) => prefix.every((w, i) => c.path[i] === w));
   return [
     `Usage: sheepdog ${prefix.join(' ')} SUBCOMMAND [ARGS...]`,
     '',
@@ -160,7 +143,7 @@ function resolve(words: string[]): { spec?: CommandSpec; used: number; group: bo
   for (;;) {
     const prefix = words.slice(0, used + 1);
     if (used >= words.length) break;
-    const matches = ALL.filter((c) => prefix.every((w, i) => c.path[i] === w));
+    const matches = commandTable.filter((c) => prefix.every((w, i) => c.path[i] === w));
     if (matches.length === 0) break;
     used++;
     spec = matches.find((c) => c.path.length === used);

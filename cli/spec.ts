@@ -1,4 +1,4 @@
-/** The shape of a CLI command, shared by the dispatcher (run.ts) and the command table (commands.ts). */
+/** The shape of a CLI command, shared by the dispatcher (run.ts) and the command table (commands/). */
 import type { Readable, Writable } from 'node:stream';
 import type { SheepdogClient } from '../lib/client/client.js';
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import t from 'tap';
 import { Result } from '../../protocol/constants.js';
-import { commands } from '../../cli/commands.js';
+import { commands } from '../../cli/commands/index.js';
 import { CliError, ExitCode, UsageError, errorText, exitCodeFor } from '../../cli/exit.js';
 import { formatDuration, formatSize, keyValues, table, toJson } from '../../cli/format.js';
 import { createProgress } from '../../cli/progress.js';

@@ -1,9 +1,9 @@
 /** `sheepdog serve`: the embedded sheep cluster in the foreground, until Ctrl-C / SIGTERM. */
-import { serveMemorySheep } from '../testing/index.js';
-import type { MemorySheepOptions } from '../testing/types.js';
-import { UsageError } from './exit.js';
-import { toJson } from './format.js';
-import { type CommandSpec, bool, str } from './spec.js';
+import { serveMemorySheep } from '../../testing/index.js';
+import type { MemorySheepOptions } from '../../testing/types.js';
+import { UsageError } from '../exit.js';
+import { toJson } from '../format.js';
+import { type CommandSpec, bool, str } from '../spec.js';
 
 function num(v: string | undefined, name: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
