@@ -9,6 +9,7 @@ import net from 'node:net';
 import { HEADER_SIZE, Result } from '../protocol/constants.js';
 import { DEFAULT_MAX_DATA_LENGTH, FrameDecoder } from '../protocol/decoder.js';
 import { decodeRequest, encodeResponse, type Request, responseFor } from '../protocol/header.js';
+import { formatAddress } from '../lib/util/address.js';
 import type { NodeRecord, Reply, SheepCluster } from './cluster.js';
 import { dispatch, type NodeCounters, type NodeCtx, newCounters } from './ops.js';
 import type { Fault, FaultHandle } from './types.js';
@@ -75,7 +76,7 @@ export class SheepNode implements NodeCtx {
   }
 
   get address(): string {
-    return this.listenHost.includes(':') ? `[${this.listenHost}]:${this.port}` : `${this.listenHost}:${this.port}`;
+    return formatAddress(this.listenHost, this.port);
   }
 
   async start(): Promise<void> {

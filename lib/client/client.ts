@@ -66,6 +66,7 @@ import {
 } from './names.js';
 import { readObject, runBounded, writeObject, writeObjectResult } from './objects.js';
 import { type PoolOptions, SheepdogPool } from '../transport/pool.js';
+import { formatAddress } from '../util/address.js';
 import type { Reply, RequestOptions, Transport } from '../transport/types.js';
 import { FlatIndex, HyperIndex, type IndexIO, type VdiIndex } from '../vdi/vdi-index.js';
 import { Vdi, type VdiHost } from '../vdi/vdi.js';
@@ -182,7 +183,7 @@ function tsToDate(t: bigint): Date {
 
 function addrOf(n: SdNode): NodeInfo {
   const host = n.nid.addr;
-  const address = host.includes(':') ? `[${host}]:${n.nid.port}` : `${host}:${n.nid.port}`;
+  const address = formatAddress(host, n.nid.port);
   return { address, host, port: n.nid.port, vnodes: n.nrVnodes, zone: n.zone };
 }
 
@@ -800,8 +801,7 @@ export class SheepdogClient {
       } catch (e) {
         if (!(e instanceof SheepdogResponseError)) throw e;
       }
-      const fmt = (n: { addr: string; port: number }): string =>
-        n.addr.includes(':') ? `[${n.addr}]:${n.port}` : `${n.addr}:${n.port}`;
+      const fmt = (n: { addr: string; port: number }): string => formatAddress(n.addr, n.port);
       out.push({
         name: h?.name ?? '',
         vdiId: s.vid,

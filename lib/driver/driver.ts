@@ -16,7 +16,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { parseAddress } from '../util/address.js';
+import { formatAddress, parseAddress } from '../util/address.js';
 import {
   type ClientOptions,
   type ClusterInfoResult,
@@ -375,11 +375,10 @@ export class SheepdogDriver {
     const name = volumeName(volume);
     await this.client.getVdi(name);
     const { hosts, ports } = await this.gateways();
-    const h = hosts[0] ?? '127.0.0.1';
-    const host = h.includes(':') ? `[${h}]` : h;
+    const gateway = formatAddress(hosts[0] ?? '127.0.0.1', Number(ports[0] ?? 7000));
     return {
       path: `sheepdog:${name}`,
-      uri: `sheepdog://${host}:${ports[0] ?? '7000'}/${encodeURIComponent(name)}`,
+      uri: `sheepdog://${gateway}/${encodeURIComponent(name)}`,
       name,
       hosts,
       ports,
