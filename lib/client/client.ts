@@ -64,9 +64,10 @@ import {
   parseRedundancy,
   redundancyString,
 } from './names.js';
-import { readObject, runBounded, writeObject, writeObjectResult } from './objects.js';
+import { readObject, writeObject, writeObjectResult } from './objects.js';
 import { type PoolOptions, SheepdogPool } from '../transport/pool.js';
 import { formatAddress } from '../util/address.js';
+import { runBounded } from '../util/bounded.js';
 import type { Reply, RequestOptions, Transport } from '../transport/types.js';
 import { FlatIndex, HyperIndex, type IndexIO, type VdiIndex } from '../vdi/vdi-index.js';
 import { Vdi, type VdiHost } from '../vdi/vdi.js';

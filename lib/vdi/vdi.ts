@@ -15,7 +15,8 @@ import { vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
 import type { InodeHeader } from '../../protocol/records.js';
 import { InvalidArgumentError, PartialWriteError, ReadOnlyError, SheepdogError, responseError } from '../errors.js';
 import { checkBytes } from '../client/names.js';
-import { type ObjPolicy, readObject, runBounded, writeObjectResult } from '../client/objects.js';
+import { type ObjPolicy, readObject, writeObjectResult } from '../client/objects.js';
+import { runBounded } from '../util/bounded.js';
 import type { Transport } from '../transport/types.js';
 import type { IndexIO, VdiIndex } from './vdi-index.js';
 
