@@ -4,10 +4,12 @@
  * allocate nothing; decoders read from any offset of any Uint8Array.
  *
  * The 32-byte union after the common fields is chosen by opcode
- * (`requestKind` / `responseKind`); opcodes without a union, or unknown ones,
- * keep the union bytes verbatim as `raw`, so decode → encode is lossless for them.
+ * (`requestKind` / `responseKind`, read from the opcode table of opcodes.ts);
+ * opcodes without a union, or unknown ones, keep the union bytes verbatim as
+ * `raw`, so decode → encode is lossless for them.
  */
-import { HEADER_SIZE, Op, protoVerFor } from './constants.js';
+import { HEADER_SIZE } from './constants.js';
+import { opcodeInfo, protoVerFor } from './opcodes.js';
 import { InvalidArgumentError } from './errors.js';
 import { copyBytes, need, u8, u16, u32, u64, w8, w16, w32, w64 } from './bytes.js';
 
@@ -129,78 +131,14 @@ export interface RawResponse extends ResponseCommon {
 export type Response = ObjResponse | VdiResponse | NodeResponse | HashResponse | ClusterDefaultResponse | RawResponse;
 export type ResponseKind = Response['kind'];
 
-const OBJ_REQ = new Set<number>([
-  Op.CREATE_AND_WRITE_OBJ,
-  Op.READ_OBJ,
-  Op.WRITE_OBJ,
-  Op.REMOVE_OBJ,
-  Op.DISCARD_OBJ,
-  Op.FLUSH_VDI,
-  Op.CREATE_AND_WRITE_PEER,
-  Op.READ_PEER,
-  Op.WRITE_PEER,
-  Op.REMOVE_PEER,
-  Op.FLUSH_PEER,
-  Op.DELETE_CACHE,
-  Op.GET_HASH,
-  Op.EXIST,
-  Op.DECREF_OBJ,
-  Op.DECREF_PEER,
-  Op.REPAIR_REPLICA,
-  Op.OIDS_EXIST,
-  Op.GET_OBJ_LIST,
-  Op.GET_EPOCH,
-]);
-const VDI_REQ = new Set<number>([
-  Op.NEW_VDI,
-  Op.LOCK_VDI,
-  Op.RELEASE_VDI,
-  Op.GET_VDI_INFO,
-  Op.DEL_VDI,
-  Op.GET_VDI_ATTR,
-]);
-const CLUSTER_REQ = new Set<number>([Op.MAKE_FS, Op.STAT_CLUSTER, Op.ALTER_CLUSTER_COPY, Op.REWEIGHT]);
-const VDI_STATE_REQ = new Set<number>([Op.ALTER_VDI_COPY, Op.NOTIFY_VDI_ADD]);
-
-/** Which request union an opcode uses. */
+/** Which request union an opcode uses (the opcode table's; unknown opcodes: raw). */
 export function requestKind(opcode: number): RequestKind {
-  if (OBJ_REQ.has(opcode)) return 'obj';
-  if (VDI_REQ.has(opcode)) return 'vdi';
-  if (CLUSTER_REQ.has(opcode)) return 'cluster';
-  if (VDI_STATE_REQ.has(opcode)) return 'vdi_state';
-  if (opcode === Op.VDI_STATE_CHECKPOINT_CTL) return 'vdi_state_checkpoint';
-  if (opcode === Op.INODE_COHERENCE) return 'inode_coherence';
-  return 'raw';
+  return opcodeInfo(opcode)?.request ?? 'raw';
 }
 
-const OBJ_RSP = new Set<number>([
-  Op.CREATE_AND_WRITE_OBJ,
-  Op.READ_OBJ,
-  Op.WRITE_OBJ,
-  Op.REMOVE_OBJ,
-  Op.DISCARD_OBJ,
-  Op.CREATE_AND_WRITE_PEER,
-  Op.READ_PEER,
-  Op.WRITE_PEER,
-  Op.REMOVE_PEER,
-]);
-const VDI_RSP = new Set<number>([
-  Op.NEW_VDI,
-  Op.LOCK_VDI,
-  Op.RELEASE_VDI,
-  Op.GET_VDI_INFO,
-  Op.DEL_VDI,
-  Op.GET_VDI_ATTR,
-]);
-
-/** Which response union an opcode uses. */
+/** Which response union an opcode uses (the opcode table's; unknown opcodes: raw). */
 export function responseKind(opcode: number): ResponseKind {
-  if (OBJ_RSP.has(opcode)) return 'obj';
-  if (VDI_RSP.has(opcode)) return 'vdi';
-  if (opcode === Op.GET_NODE_LIST || opcode === Op.STAT_SHEEP) return 'node';
-  if (opcode === Op.GET_HASH) return 'hash';
-  if (opcode === Op.GET_CLUSTER_DEFAULT) return 'cluster_default';
-  return 'raw';
+  return opcodeInfo(opcode)?.response ?? 'raw';
 }
 
 function chk(v: number, bits: 8 | 16 | 32, field: string): void {

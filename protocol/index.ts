@@ -9,4 +9,5 @@ export * from './errors.js';
 export * from './hash.js';
 export * from './header.js';
 export * from './oid.js';
+export * from './opcodes.js';
 export * from './records.js';

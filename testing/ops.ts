@@ -1,8 +1,9 @@
 /**
- * The op table of the embedded sheep (sheep/ops.c `sd_ops[]`) and the checks
- * `queue_request()` makes before an op runs: proto_ver, unknown opcodes,
- * node/cluster status (force ops run even when the cluster is not working),
- * and the STRICT-mode zone check of gateway writes.
+ * The ops of the embedded sheep (sheep/ops.c `sd_ops[]`; which ops exist,
+ * their class and `force` are the opcode table's, protocol/opcodes.ts) and
+ * the checks `queue_request()` makes before an op runs: proto_ver, unknown
+ * opcodes, node/cluster status (force ops run even when the cluster is not
+ * working), and the STRICT-mode zone check of gateway writes.
  */
 import { u8, u16, u32, u64 } from '../protocol/bytes.js';
 import {
@@ -11,12 +12,12 @@ import {
   ClusterStatus,
   Flag,
   Op,
-  protoVerAccepted,
   Result,
   SD_INODE_DATA_INDEX,
   SD_SHEEP_PROTO_VER,
 } from '../protocol/constants.js';
 import type { Request } from '../protocol/header.js';
+import { opcodeInfo, protoVerAccepted, type SheepOpName } from '../protocol/opcodes.js';
 import { isVdiObj, LEDGER_BIT, oidToVid } from '../protocol/oid.js';
 import { encodeClusterInfo } from '../protocol/records.js';
 import { type NodeRecord, nidOf, type Reply, type SheepCluster } from './cluster.js';
@@ -77,13 +78,6 @@ export interface OpCtx {
   hdr: Uint8Array;
   /** The request body: data_length bytes when WRITE was set, else empty. */
   body: Uint8Array;
-}
-
-type OpType = 'cluster' | 'local' | 'gateway' | 'peer';
-interface OpDef {
-  type: OpType;
-  force?: boolean;
-  run(c: OpCtx): Reply;
 }
 
 const ok = (extra: Partial<Reply> = {}): Reply => ({ result: Result.SUCCESS, ...extra });
@@ -182,389 +176,263 @@ function peerEpochCheck(c: OpCtx): Reply | undefined {
   return undefined;
 }
 
-function peer(run: (c: OpCtx) => Reply): OpDef {
-  return {
-    type: 'peer',
-    run: (c) => peerEpochCheck(c) ?? run(c),
-  };
-}
-
-const OPS: Partial<Record<number, OpDef>> = {
+/**
+ * What each op of sheep's op table does. Which ops there are, their class
+ * (cluster, local, gateway, peer) and `force` come from the opcode table
+ * (protocol/opcodes.ts); the type makes this object name exactly those ops.
+ */
+const RUN: { readonly [K in SheepOpName]: (c: OpCtx) => Reply } = {
   // ------------------------------------------------------ cluster ops
-  [Op.NEW_VDI]: {
-    type: 'cluster',
-    run: (c) => {
-      const h = c.hdr;
-      return c.cluster.newVdi(
-        {
-          vdiSize: vdiSize(h),
-          baseVdiId: vdiBase(h),
-          copies: u8(h, 28),
-          copyPolicy: u8(h, 29),
-          storePolicy: u8(h, 30),
-          blockSizeShift: u8(h, 31),
-          snapid: vdiSnapid(h),
-        },
-        dataBuf(c),
-        dataLength(h),
-      );
-    },
+  NEW_VDI: (c) => {
+    const h = c.hdr;
+    return c.cluster.newVdi(
+      {
+        vdiSize: vdiSize(h),
+        baseVdiId: vdiBase(h),
+        copies: u8(h, 28),
+        copyPolicy: u8(h, 29),
+        storePolicy: u8(h, 30),
+        blockSizeShift: u8(h, 31),
+        snapid: vdiSnapid(h),
+      },
+      dataBuf(c),
+      dataLength(h),
+    );
   },
-  [Op.DEL_VDI]: {
-    type: 'cluster',
-    run: (c) => c.cluster.delVdi(dataBuf(c), dataLength(c.hdr), vdiSnapid(c.hdr)),
+  DEL_VDI: (c) => c.cluster.delVdi(dataBuf(c), dataLength(c.hdr), vdiSnapid(c.hdr)),
+  MAKE_FS: (c) => {
+    const h = c.hdr;
+    const data = dataBuf(c);
+    let e = 0;
+    while (e < data.length && data[e] !== 0) e++;
+    const store = Buffer.from(data.subarray(0, e)).toString('latin1');
+    return res(c.cluster.makeFs(u8(h, 32), u8(h, 33), u16(h, 34), u8(h, 44), u64(h, 24), store));
   },
-  [Op.MAKE_FS]: {
-    type: 'cluster',
-    force: true,
-    run: (c) => {
-      const h = c.hdr;
-      const data = dataBuf(c);
-      let e = 0;
-      while (e < data.length && data[e] !== 0) e++;
-      const store = Buffer.from(data.subarray(0, e)).toString('latin1');
-      return res(c.cluster.makeFs(u8(h, 32), u8(h, 33), u16(h, 34), u8(h, 44), u64(h, 24), store));
-    },
+  SHUTDOWN: (c) => {
+    c.cluster.status = ClusterStatus.SHUTDOWN;
+    c.cluster.onConfigChange?.();
+    return ok({ after: () => c.node.shutdown() });
   },
-  [Op.SHUTDOWN]: {
-    type: 'cluster',
-    force: true,
-    run: (c) => {
-      c.cluster.status = ClusterStatus.SHUTDOWN;
-      c.cluster.onConfigChange?.();
-      return ok({ after: () => c.node.shutdown() });
-    },
+  GET_VDI_ATTR: (c) => c.cluster.getVdiAttr(dataBuf(c), dataLength(c.hdr), vdiSnapid(c.hdr), flags(c.hdr)),
+  FORCE_RECOVER: () => res(Result.FORCE_RECOVER),
+  CLEANUP: () => ok(),
+  NOTIFY_VDI_DEL: () => ok(),
+  NOTIFY_VDI_ADD: (c) => {
+    const h = c.hdr;
+    c.cluster.notifyVdiAdd(u32(h, 16), u32(h, 20), u8(h, 24), u8(h, 26), u8(h, 27), u8(h, 25) !== 0);
+    return ok();
   },
-  [Op.GET_VDI_ATTR]: {
-    type: 'cluster',
-    run: (c) => c.cluster.getVdiAttr(dataBuf(c), dataLength(c.hdr), vdiSnapid(c.hdr), flags(c.hdr)),
+  DELETE_CACHE: () => ok(),
+  COMPLETE_RECOVERY: () => ok(),
+  GET_VDI_INFO: (c) => c.cluster.getVdiInfo(dataBuf(c), dataLength(c.hdr), vdiSnapid(c.hdr)),
+  LOCK_VDI: (c) =>
+    c.cluster.lockVdi(dataBuf(c), dataLength(c.hdr), vdiSnapid(c.hdr), vdiType(c.hdr), nidOf(c.node.record)),
+  RELEASE_VDI: (c) => c.cluster.releaseVdi(vdiBase(c.hdr), vdiType(c.hdr), nidOf(c.node.record)),
+  REWEIGHT: () => ok(),
+  ENABLE_RECOVER: (c) => {
+    c.cluster.disableRecovery = 0;
+    c.cluster.onConfigChange?.();
+    return ok();
   },
-  [Op.FORCE_RECOVER]: { type: 'cluster', force: true, run: () => res(Result.FORCE_RECOVER) },
-  [Op.CLEANUP]: { type: 'cluster', force: true, run: () => ok() },
-  [Op.NOTIFY_VDI_DEL]: { type: 'cluster', force: true, run: () => ok() },
-  [Op.NOTIFY_VDI_ADD]: {
-    type: 'cluster',
-    force: true,
-    run: (c) => {
-      const h = c.hdr;
-      c.cluster.notifyVdiAdd(u32(h, 16), u32(h, 20), u8(h, 24), u8(h, 26), u8(h, 27), u8(h, 25) !== 0);
-      return ok();
-    },
+  DISABLE_RECOVER: (c) => {
+    c.cluster.disableRecovery = 1;
+    c.cluster.onConfigChange?.();
+    return ok();
   },
-  [Op.DELETE_CACHE]: { type: 'cluster', run: () => ok() },
-  [Op.COMPLETE_RECOVERY]: { type: 'cluster', force: true, run: () => ok() },
-  [Op.GET_VDI_INFO]: {
-    type: 'cluster',
-    run: (c) => c.cluster.getVdiInfo(dataBuf(c), dataLength(c.hdr), vdiSnapid(c.hdr)),
+  ALTER_CLUSTER_COPY: (c) => {
+    if (u8(c.hdr, 33) !== 0) return res(Result.INVALID_PARMS);
+    c.cluster.nrCopies = u8(c.hdr, 32);
+    c.cluster.onConfigChange?.();
+    return ok();
   },
-  [Op.LOCK_VDI]: {
-    type: 'cluster',
-    run: (c) =>
-      c.cluster.lockVdi(dataBuf(c), dataLength(c.hdr), vdiSnapid(c.hdr), vdiType(c.hdr), nidOf(c.node.record)),
+  ALTER_VDI_COPY: (c) => {
+    const h = c.hdr;
+    // sheep checks req->cluster.copy_policy (offset 33) on this vdi_state request
+    if (u8(h, 33) !== 0) return res(Result.INVALID_PARMS);
+    c.cluster.addVdiState(u32(h, 20), u8(h, 24), false, 0, u8(h, 27), 0);
+    return ok();
   },
-  [Op.RELEASE_VDI]: {
-    type: 'cluster',
-    run: (c) => c.cluster.releaseVdi(vdiBase(c.hdr), vdiType(c.hdr), nidOf(c.node.record)),
-  },
-  [Op.REWEIGHT]: { type: 'cluster', run: () => ok() },
-  [Op.ENABLE_RECOVER]: {
-    type: 'cluster',
-    run: (c) => {
-      c.cluster.disableRecovery = 0;
-      c.cluster.onConfigChange?.();
-      return ok();
-    },
-  },
-  [Op.DISABLE_RECOVER]: {
-    type: 'cluster',
-    run: (c) => {
-      c.cluster.disableRecovery = 1;
-      c.cluster.onConfigChange?.();
-      return ok();
-    },
-  },
-  [Op.ALTER_CLUSTER_COPY]: {
-    type: 'cluster',
-    run: (c) => {
-      if (u8(c.hdr, 33) !== 0) return res(Result.INVALID_PARMS);
-      c.cluster.nrCopies = u8(c.hdr, 32);
-      c.cluster.onConfigChange?.();
-      return ok();
-    },
-  },
-  [Op.ALTER_VDI_COPY]: {
-    type: 'cluster',
-    run: (c) => {
-      const h = c.hdr;
-      // sheep checks req->cluster.copy_policy (offset 33) on this vdi_state request
-      if (u8(h, 33) !== 0) return res(Result.INVALID_PARMS);
-      c.cluster.addVdiState(u32(h, 20), u8(h, 24), false, 0, u8(h, 27), 0);
-      return ok();
-    },
-  },
-  [Op.INODE_COHERENCE]: {
-    type: 'cluster',
-    run: (c) => res(c.cluster.inodeCoherence(u32(c.hdr, 16), u32(c.hdr, 20) !== 0, nidOf(c.node.record))),
-  },
+  INODE_COHERENCE: (c) => res(c.cluster.inodeCoherence(u32(c.hdr, 16), u32(c.hdr, 20) !== 0, nidOf(c.node.record))),
 
   // -------------------------------------------------------- local ops
-  [Op.GET_STORE_LIST]: {
-    type: 'local',
-    force: true,
-    run: (c) => ok({ body: Buffer.from('tree plain ').subarray(0, dataLength(c.hdr)) }),
+  GET_STORE_LIST: (c) => ok({ body: Buffer.from('tree plain ').subarray(0, dataLength(c.hdr)) }),
+  READ_VDIS: (c) => c.cluster.readVdis(c.cluster.inuse, dataLength(c.hdr)),
+  READ_DEL_VDIS: (c) => c.cluster.readVdis(c.cluster.deleted, dataLength(c.hdr)),
+  GET_VDI_COPIES: (c) => c.cluster.vdiCopies(dataLength(c.hdr)),
+  GET_NODE_LIST: (c) => ok({ nrNodes: c.cluster.members().length, body: c.cluster.nodeListBody() }),
+  STAT_SHEEP: (c) => ok(storeFree(c)),
+  STAT_RECOVERY: () => ok({ body: new Uint8Array(24) }),
+  STAT_CLUSTER: (c) => c.cluster.statCluster(dataLength(c.hdr), u32(c.hdr, 40)),
+  GET_OBJ_LIST: (c) => {
+    const oids = [...c.cluster.store.objects.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (dataLength(c.hdr) < oids.length * 8) return res(Result.BUFFER_SMALL);
+    const b = Buffer.alloc(oids.length * 8);
+    oids.forEach((o, i) => b.writeBigUInt64LE(o, i * 8));
+    return ok({ body: b });
   },
-  [Op.READ_VDIS]: { type: 'local', force: true, run: (c) => c.cluster.readVdis(c.cluster.inuse, dataLength(c.hdr)) },
-  [Op.READ_DEL_VDIS]: {
-    type: 'local',
-    force: true,
-    run: (c) => c.cluster.readVdis(c.cluster.deleted, dataLength(c.hdr)),
+  GET_EPOCH: (c) => c.cluster.getEpoch(objTgtEpoch(c.hdr), dataLength(c.hdr)),
+  FLUSH_VDI: (c) => {
+    c.node.counters.gwayFlush++;
+    return res(Result.INVALID_PARMS);
   },
-  [Op.GET_VDI_COPIES]: { type: 'local', force: true, run: (c) => c.cluster.vdiCopies(dataLength(c.hdr)) },
-  [Op.GET_NODE_LIST]: {
-    type: 'local',
-    force: true,
-    run: (c) => ok({ nrNodes: c.cluster.members().length, body: c.cluster.nodeListBody() }),
+  DISCARD_OBJ: (c) => {
+    c.node.counters.gwayRemove++;
+    return res(c.cluster.discardObj(objOid(c.hdr), nidOf(c.node.record)));
   },
-  [Op.STAT_SHEEP]: { type: 'local', run: (c) => ok(storeFree(c)) },
-  [Op.STAT_RECOVERY]: { type: 'local', run: () => ok({ body: new Uint8Array(24) }) },
-  [Op.STAT_CLUSTER]: {
-    type: 'local',
-    force: true,
-    run: (c) => c.cluster.statCluster(dataLength(c.hdr), u32(c.hdr, 40)),
+  FLUSH_DEL_CACHE: () => ok(),
+  TRACE_ENABLE: () => ok(),
+  TRACE_DISABLE: () => ok(),
+  TRACE_STATUS: () => ok(),
+  TRACE_READ_BUF: () => ok(),
+  KILL_NODE: (c) => ok({ after: () => c.node.kill() }),
+  MD_INFO: (c) => {
+    // struct sd_md_info: 64 x {int idx; u64 free; u64 used; char path[4096]} + int nr
+    const size = 64 * 4120 + 8;
+    if (dataLength(c.hdr) !== size) return res(Result.INVALID_PARMS); // sheep asserts
+    const b = Buffer.alloc(size);
+    const { storeSize, storeFree: free } = storeFree(c);
+    b.writeInt32LE(0, 0);
+    b.writeBigUInt64LE(free, 8);
+    b.writeBigUInt64LE(storeSize - free, 16);
+    b.write(`/embedded-sheep/${c.node.record.index}/obj`, 24, 'latin1');
+    b.writeInt32LE(1, 64 * 4120);
+    return ok({ body: b });
   },
-  [Op.GET_OBJ_LIST]: {
-    type: 'local',
-    run: (c) => {
-      const oids = [...c.cluster.store.objects.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-      if (dataLength(c.hdr) < oids.length * 8) return res(Result.BUFFER_SMALL);
-      const b = Buffer.alloc(oids.length * 8);
-      oids.forEach((o, i) => b.writeBigUInt64LE(o, i * 8));
-      return ok({ body: b });
-    },
+  MD_PLUG: () => res(Result.UNKNOWN),
+  MD_UNPLUG: () => res(Result.UNKNOWN),
+  GET_HASH: (c) => {
+    const oid = objOid(c.hdr);
+    const obj = c.cluster.store.get(oid);
+    if (!obj) return res(Result.NO_OBJ);
+    const digest = createHash('sha1')
+      .update(obj.read(0, c.cluster.objsize(oid)))
+      .digest();
+    return ok({ digest: new Uint8Array(digest) });
   },
-  [Op.GET_EPOCH]: { type: 'local', run: (c) => c.cluster.getEpoch(objTgtEpoch(c.hdr), dataLength(c.hdr)) },
-  [Op.FLUSH_VDI]: {
-    type: 'local',
-    run: (c) => {
-      c.node.counters.gwayFlush++;
-      return res(Result.INVALID_PARMS);
-    },
+  STAT: (c) => ok({ body: sdStatBody(c.node.counters) }),
+  GET_LOGLEVEL: (c) => {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(c.node.logLevel, 0);
+    return ok({ body: b });
   },
-  [Op.DISCARD_OBJ]: {
-    type: 'local',
-    run: (c) => {
-      c.node.counters.gwayRemove++;
-      return res(c.cluster.discardObj(objOid(c.hdr), nidOf(c.node.record)));
-    },
+  SET_LOGLEVEL: (c) => {
+    const d = dataBuf(c);
+    const v = d.length >= 4 ? Buffer.from(d.buffer, d.byteOffset, 4).readInt32LE(0) : 0;
+    if (v < 0 || v > 7) return res(Result.INVALID_PARMS);
+    c.node.logLevel = v;
+    return ok();
   },
-  [Op.FLUSH_DEL_CACHE]: { type: 'local', run: () => ok() },
-  [Op.TRACE_ENABLE]: { type: 'local', force: true, run: () => ok() },
-  [Op.TRACE_DISABLE]: { type: 'local', force: true, run: () => ok() },
-  [Op.TRACE_STATUS]: { type: 'local', force: true, run: () => ok() },
-  [Op.TRACE_READ_BUF]: { type: 'local', force: true, run: () => ok() },
-  [Op.KILL_NODE]: { type: 'local', force: true, run: (c) => ok({ after: () => c.node.kill() }) },
-  [Op.MD_INFO]: {
-    type: 'local',
-    run: (c) => {
-      // struct sd_md_info: 64 x {int idx; u64 free; u64 used; char path[4096]} + int nr
-      const size = 64 * 4120 + 8;
-      if (dataLength(c.hdr) !== size) return res(Result.INVALID_PARMS); // sheep asserts
-      const b = Buffer.alloc(size);
-      const { storeSize, storeFree: free } = storeFree(c);
-      b.writeInt32LE(0, 0);
-      b.writeBigUInt64LE(free, 8);
-      b.writeBigUInt64LE(storeSize - free, 16);
-      b.write(`/embedded-sheep/${c.node.record.index}/obj`, 24, 'latin1');
-      b.writeInt32LE(1, 64 * 4120);
-      return ok({ body: b });
-    },
+  EXIST: (c) => res(c.cluster.store.has(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ),
+  OIDS_EXIST: (c) => {
+    const d = dataBuf(c);
+    const n = Math.floor(dataLength(c.hdr) / 8);
+    const missing: bigint[] = [];
+    for (let i = 0; i < n; i++) {
+      const oid = u64(d, i * 8);
+      if (!c.cluster.store.has(oid)) missing.push(oid);
+    }
+    if (missing.length === 0) return ok();
+    const b = Buffer.alloc(missing.length * 8);
+    missing.forEach((o, i) => b.writeBigUInt64LE(o, i * 8));
+    return { result: Result.NO_OBJ, body: b };
   },
-  [Op.MD_PLUG]: { type: 'local', run: () => res(Result.UNKNOWN) },
-  [Op.MD_UNPLUG]: { type: 'local', run: () => res(Result.UNKNOWN) },
-  [Op.GET_HASH]: {
-    type: 'local',
-    run: (c) => {
-      const oid = objOid(c.hdr);
-      const obj = c.cluster.store.get(oid);
-      if (!obj) return res(Result.NO_OBJ);
-      const digest = createHash('sha1')
-        .update(obj.read(0, c.cluster.objsize(oid)))
-        .digest();
-      return ok({ digest: new Uint8Array(digest) });
-    },
+  CLUSTER_INFO: (c) => ok({ body: clusterInfoBody(c) }),
+  REPAIR_REPLICA: (c) => res(c.cluster.store.has(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ),
+  VDI_STATE_CHECKPOINT_CTL: (c) => {
+    if (!(c.cluster.flags & ClusterFlag.USE_LOCK)) return ok();
+    // no checkpoint is ever prepared (they are taken on membership changes during recovery)
+    return res(u32(c.hdr, 16) ? Result.AGAIN : Result.SUCCESS);
   },
-  [Op.STAT]: { type: 'local', run: (c) => ok({ body: sdStatBody(c.node.counters) }) },
-  [Op.GET_LOGLEVEL]: {
-    type: 'local',
-    force: true,
-    run: (c) => {
-      const b = Buffer.alloc(4);
-      b.writeInt32LE(c.node.logLevel, 0);
-      return ok({ body: b });
-    },
+  GET_CLUSTER_DEFAULT: (c) =>
+    ok({
+      defaults: {
+        nrCopies: c.cluster.nrCopies,
+        copyPolicy: c.cluster.copyPolicy,
+        blockSizeShift: c.cluster.blockSizeShift,
+      },
+    }),
+  GET_VNODES: (c) => {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(c.node.record.nrVnodes, 0);
+    return ok({ body: b });
   },
-  [Op.SET_LOGLEVEL]: {
-    type: 'local',
-    force: true,
-    run: (c) => {
-      const d = dataBuf(c);
-      const v = d.length >= 4 ? Buffer.from(d.buffer, d.byteOffset, 4).readInt32LE(0) : 0;
-      if (v < 0 || v > 7) return res(Result.INVALID_PARMS);
-      c.node.logLevel = v;
-      return ok();
-    },
+  SET_VNODES: (c) => {
+    if (c.cluster.flags & ClusterFlag.AUTO_VNODES) return res(Result.INVALID_VNODES_STRATEGY);
+    const d = dataBuf(c);
+    const v = d.length >= 4 ? Buffer.from(d.buffer, d.byteOffset, 4).readInt32LE(0) : 0;
+    if (v < 1 || v > 0xffff) return res(Result.INVALID_PARMS);
+    c.node.record.nrVnodes = v;
+    return ok();
   },
-  [Op.EXIST]: {
-    type: 'local',
-    force: true,
-    run: (c) => res(c.cluster.store.has(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ),
-  },
-  [Op.OIDS_EXIST]: {
-    type: 'local',
-    force: true,
-    run: (c) => {
-      const d = dataBuf(c);
-      const n = Math.floor(dataLength(c.hdr) / 8);
-      const missing: bigint[] = [];
-      for (let i = 0; i < n; i++) {
-        const oid = u64(d, i * 8);
-        if (!c.cluster.store.has(oid)) missing.push(oid);
-      }
-      if (missing.length === 0) return ok();
-      const b = Buffer.alloc(missing.length * 8);
-      missing.forEach((o, i) => b.writeBigUInt64LE(o, i * 8));
-      return { result: Result.NO_OBJ, body: b };
-    },
-  },
-  [Op.CLUSTER_INFO]: { type: 'local', force: true, run: (c) => ok({ body: clusterInfoBody(c) }) },
-  [Op.REPAIR_REPLICA]: {
-    type: 'local',
-    run: (c) => res(c.cluster.store.has(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ),
-  },
-  [Op.VDI_STATE_CHECKPOINT_CTL]: {
-    type: 'local',
-    run: (c) => {
-      if (!(c.cluster.flags & ClusterFlag.USE_LOCK)) return ok();
-      // no checkpoint is ever prepared (they are taken on membership changes during recovery)
-      return res(u32(c.hdr, 16) ? Result.AGAIN : Result.SUCCESS);
-    },
-  },
-  [Op.GET_CLUSTER_DEFAULT]: {
-    type: 'local',
-    force: true,
-    run: (c) =>
-      ok({
-        defaults: {
-          nrCopies: c.cluster.nrCopies,
-          copyPolicy: c.cluster.copyPolicy,
-          blockSizeShift: c.cluster.blockSizeShift,
-        },
-      }),
-  },
-  [Op.GET_VNODES]: {
-    type: 'local',
-    run: (c) => {
-      const b = Buffer.alloc(4);
-      b.writeInt32LE(c.node.record.nrVnodes, 0);
-      return ok({ body: b });
-    },
-  },
-  [Op.SET_VNODES]: {
-    type: 'local',
-    run: (c) => {
-      if (c.cluster.flags & ClusterFlag.AUTO_VNODES) return res(Result.INVALID_VNODES_STRATEGY);
-      const d = dataBuf(c);
-      const v = d.length >= 4 ? Buffer.from(d.buffer, d.byteOffset, 4).readInt32LE(0) : 0;
-      if (v < 1 || v > 0xffff) return res(Result.INVALID_PARMS);
-      c.node.record.nrVnodes = v;
-      return ok();
-    },
-  },
-  [Op.GET_RECOVERY]: { type: 'local', force: true, run: (c) => ok({ body: c.cluster.recovery.slice() }) },
-  [Op.SET_RECOVERY]: {
-    type: 'local',
-    force: true,
-    run: (c) => {
-      const d = dataBuf(c);
-      c.cluster.recovery.set(d.subarray(0, Math.min(d.length, c.cluster.recovery.length)));
-      return ok();
-    },
+  GET_RECOVERY: (c) => ok({ body: c.cluster.recovery.slice() }),
+  SET_RECOVERY: (c) => {
+    const d = dataBuf(c);
+    c.cluster.recovery.set(d.subarray(0, Math.min(d.length, c.cluster.recovery.length)));
+    return ok();
   },
 
   // ------------------------------------------------------ gateway ops
-  [Op.CREATE_AND_WRITE_OBJ]: {
-    type: 'gateway',
-    run: (c) => {
-      const oid = objOid(c.hdr);
-      c.node.counters.gwayWrite++;
-      if (tgtRefresh(c, oid)) return res(Result.INODE_INVALIDATED);
-      const cow = (flags(c.hdr) & Flag.CMD_COW) !== 0;
-      return res(c.cluster.createAndWriteObj(oid, objCowOid(c.hdr), objOffset(c.hdr), dataBuf(c), cow));
-    },
+  CREATE_AND_WRITE_OBJ: (c) => {
+    const oid = objOid(c.hdr);
+    c.node.counters.gwayWrite++;
+    if (tgtRefresh(c, oid)) return res(Result.INODE_INVALIDATED);
+    const cow = (flags(c.hdr) & Flag.CMD_COW) !== 0;
+    return res(c.cluster.createAndWriteObj(oid, objCowOid(c.hdr), objOffset(c.hdr), dataBuf(c), cow));
   },
-  [Op.READ_OBJ]: {
-    type: 'gateway',
-    run: (c) => {
-      const oid = objOid(c.hdr);
-      c.node.counters.gwayRead++;
-      if (tgtRefresh(c, oid) && !isInodeRefreshReq(c.hdr)) return res(Result.INODE_INVALIDATED);
-      const r = c.cluster.readObj(oid, objOffset(c.hdr), dataLength(c.hdr));
-      if (r.result === Result.SUCCESS && isInodeRefreshReq(c.hdr)) {
-        c.cluster.validateMyself(oidToVid(oid), nidOf(c.node.record));
-      }
-      return r;
-    },
+  READ_OBJ: (c) => {
+    const oid = objOid(c.hdr);
+    c.node.counters.gwayRead++;
+    if (tgtRefresh(c, oid) && !isInodeRefreshReq(c.hdr)) return res(Result.INODE_INVALIDATED);
+    const r = c.cluster.readObj(oid, objOffset(c.hdr), dataLength(c.hdr));
+    if (r.result === Result.SUCCESS && isInodeRefreshReq(c.hdr)) {
+      c.cluster.validateMyself(oidToVid(oid), nidOf(c.node.record));
+    }
+    return r;
   },
-  [Op.WRITE_OBJ]: {
-    type: 'gateway',
-    run: (c) => {
-      const oid = objOid(c.hdr);
-      c.node.counters.gwayWrite++;
-      if (tgtRefresh(c, oid)) return res(Result.INODE_INVALIDATED);
-      return res(c.cluster.writeObj(oid, objOffset(c.hdr), dataBuf(c), nidOf(c.node.record)));
-    },
+  WRITE_OBJ: (c) => {
+    const oid = objOid(c.hdr);
+    c.node.counters.gwayWrite++;
+    if (tgtRefresh(c, oid)) return res(Result.INODE_INVALIDATED);
+    return res(c.cluster.writeObj(oid, objOffset(c.hdr), dataBuf(c), nidOf(c.node.record)));
   },
-  [Op.REMOVE_OBJ]: { type: 'gateway', run: (c) => res(c.cluster.removeObj(objOid(c.hdr))) },
-  [Op.DECREF_OBJ]: {
-    type: 'gateway',
-    run: (c) => res(c.cluster.decrefLedger(objOid(c.hdr) | LEDGER_BIT, u32(c.hdr, 24), u32(c.hdr, 28))),
-  },
+  REMOVE_OBJ: (c) => res(c.cluster.removeObj(objOid(c.hdr))),
+  DECREF_OBJ: (c) => res(c.cluster.decrefLedger(objOid(c.hdr) | LEDGER_BIT, u32(c.hdr, 24), u32(c.hdr, 28))),
 
   // --------------------------------------------------------- peer ops
-  [Op.CREATE_AND_WRITE_PEER]: peer((c) => {
+  CREATE_AND_WRITE_PEER: (c) => {
     c.node.counters.peerWrite++;
     const oid = objOid(c.hdr);
     const r = c.cluster.store.create(oid, c.cluster.objsize(oid), objOffset(c.hdr), dataBuf(c));
     return res(r === 'ok' ? Result.SUCCESS : Result.NO_SPACE);
-  }),
-  [Op.READ_PEER]: peer((c) => {
+  },
+  READ_PEER: (c) => {
     c.node.counters.peerRead++;
     const data = c.cluster.store.read(objOid(c.hdr), objOffset(c.hdr), dataLength(c.hdr));
     return data ? ok({ body: data }) : res(Result.NO_OBJ);
-  }),
-  [Op.WRITE_PEER]: peer((c) => {
+  },
+  WRITE_PEER: (c) => {
     c.node.counters.peerWrite++;
     const r = c.cluster.store.write(objOid(c.hdr), objOffset(c.hdr), dataBuf(c));
     return res(r === 'ok' ? Result.SUCCESS : r === 'no_obj' ? Result.NO_OBJ : Result.NO_SPACE);
-  }),
-  [Op.REMOVE_PEER]: peer((c) => {
+  },
+  REMOVE_PEER: (c) => {
     c.node.counters.peerRemove++;
     return res(c.cluster.store.remove(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ);
-  }),
-  [Op.DECREF_PEER]: peer((c) => res(c.cluster.decrefLedger(objOid(c.hdr), u32(c.hdr, 24), u32(c.hdr, 28)))),
+  },
+  DECREF_PEER: (c) => res(c.cluster.decrefLedger(objOid(c.hdr), u32(c.hdr, 24), u32(c.hdr, 28))),
 };
 
 /** Whether sheep 1.0 has this opcode in its op table. */
 export function isSheepOp(opcode: number): boolean {
-  return OPS[opcode] !== undefined;
+  return opcodeInfo(opcode)?.sheep !== undefined;
 }
 
 /** `queue_request()` and the op itself. */
 export function dispatch(c: OpCtx): Reply {
   const { req, cluster } = c;
   if (!protoVerAccepted(req.opcode, req.protoVer)) return res(Result.VER_MISMATCH);
-  const op = OPS[req.opcode];
-  if (!op) return res(Result.INVALID_PARMS);
+  const op = opcodeInfo(req.opcode);
+  if (op?.sheep === undefined) return res(Result.INVALID_PARMS);
   switch (cluster.status) {
     case ClusterStatus.KILLED:
       return res(Result.KILLED);
@@ -576,7 +444,7 @@ export function dispatch(c: OpCtx): Reply {
     default:
       break;
   }
-  if (op.type === 'gateway') {
+  if (op.sheep === 'gateway') {
     const n = c.node.counters;
     n.gwayTotal++;
     if (req.flags & Flag.CMD_WRITE) n.gwayRx += req.dataLength;
@@ -588,11 +456,13 @@ export function dispatch(c: OpCtx): Reply {
     ) {
       return res(Result.HALT);
     }
-  } else if (op.type === 'peer') {
+  } else if (op.sheep === 'peer') {
     const n = c.node.counters;
     n.peerTotal++;
     if (req.flags & Flag.CMD_WRITE) n.peerRx += req.dataLength;
     else n.peerTx += req.dataLength;
+    const stale = peerEpochCheck(c);
+    if (stale) return stale;
   }
-  return op.run(c);
+  return RUN[op.name as SheepOpName](c);
 }

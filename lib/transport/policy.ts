@@ -7,64 +7,27 @@
  * `gateway_op_done`), sheep/ops.c, sheep/store/plain_store.c (sheepdog 1.0).
  */
 import { Flag, Op, Result } from '../../protocol/constants.js';
-
-/**
- * Opcodes that may be sent again (to any node) when the connection carrying
- * them died before the reply: reads, lookups, statistics, and object writes
- * at a fixed offset (writing the same bytes twice leaves the same object).
- *
- * CREATE_AND_WRITE_OBJ is in the set: sheep's own gateway re-sends it on
- * epoch changes and the store accepts a repeat (`default_create_and_write`
- * "exists" path); the data layer must keep creations of one object
- * serialised (it does: one creation per oid at a time), so no other write
- * can slip between the two attempts.
- */
-const REPEATABLE = new Set<number>([
-  Op.READ_OBJ,
-  Op.WRITE_OBJ,
-  Op.CREATE_AND_WRITE_OBJ,
-  Op.GET_VDI_INFO,
-  Op.READ_VDIS,
-  Op.READ_DEL_VDIS,
-  Op.FLUSH_VDI,
-  Op.GET_CLUSTER_DEFAULT,
-  Op.GET_NODE_LIST,
-  Op.STAT_SHEEP,
-  Op.STAT_CLUSTER,
-  Op.GET_STORE_LIST,
-  Op.STAT_RECOVERY,
-  Op.GET_VDI_COPIES,
-  Op.MD_INFO,
-  Op.STAT,
-  Op.EXIST,
-  Op.OIDS_EXIST,
-  Op.CLUSTER_INFO,
-  Op.GET_EPOCH,
-  Op.GET_OBJ_LIST,
-  Op.GET_HASH,
-  Op.GET_LOGLEVEL,
-  Op.GET_RECOVERY,
-  Op.GET_VNODES,
-  Op.GET_CACHE_INFO,
-  Op.TRACE_STATUS,
-  Op.DELETE_CACHE,
-]);
+import { opcodeInfo } from '../../protocol/opcodes.js';
 
 /**
  * Whether a request may be repeated after its connection died, by opcode and
- * header flags. Not repeatable (the caller gets OutcomeUnknownError): NEW_VDI
- * (create, snapshot, clone, rollback steps), DEL_VDI, LOCK_VDI / RELEASE_VDI
- * (owned by the gateway node that took them), REMOVE_OBJ / DISCARD_OBJ (a
- * repeat answers NO_OBJ), GET_VDI_ATTR with EXCL or DEL, every admin and
- * peer op, and any opcode this table does not know.
+ * header flags. The opcode table (protocol/opcodes.ts, `repeatable`) says
+ * which opcodes may: reads, lookups, statistics, and object writes at a fixed
+ * offset (writing the same bytes twice leaves the same object). Not
+ * repeatable (the caller gets OutcomeUnknownError): NEW_VDI (create,
+ * snapshot, clone, rollback steps), DEL_VDI, LOCK_VDI / RELEASE_VDI (owned by
+ * the gateway node that took them), REMOVE_OBJ / DISCARD_OBJ (a repeat
+ * answers NO_OBJ), GET_VDI_ATTR with EXCL or DEL, every admin and peer op,
+ * and any opcode the table does not know.
  */
 export function isIdempotent(opcode: number, flags = 0): boolean {
+  if (opcodeInfo(opcode)?.repeatable !== true) return false;
   if (opcode === Op.GET_VDI_ATTR) {
     // Lookup, or create-if-missing with the same value: repeatable.
     // EXCL: a repeat answers VDI_EXIST; DEL: a repeat answers NO_OBJ.
     return (flags & (Flag.CMD_EXCL | Flag.CMD_DEL)) === 0;
   }
-  return REPEATABLE.has(opcode);
+  return true;
 }
 
 /**
