@@ -1,62 +1,51 @@
 /**
  * Inode layout helpers for the embedded sheep: header fields read from a
  * stored (sparse) inode object, and the server-side half of the hyper-volume
- * B-tree of lib/sd_inode.c (lookup, walk, copy). Offsets are sheepdog 1.0's
- * `struct sd_inode` on x86-64.
+ * B-tree of lib/sd_inode.c (lookup, walk, copy). The layout itself (field
+ * offsets, header codec, B-tree records) is protocol/records' model.
  */
 import {
   SD_INODE_DATA_INDEX,
-  SD_INODE_DATA_INDEX_SIZE,
   SD_INODE_GREF_OFFSET,
   SD_INODE_HEADER_SIZE,
   SD_MAX_VDI_LEN,
+  SD_MAX_VDI_TAG_LEN,
 } from '../protocol/constants.js';
-import { u16, u32, u64, w8, w16, w32, w64 } from '../protocol/bytes.js';
-import { INODE_BTREE_MAGIC, INODE_OFF, type InodeHeader } from '../protocol/records.js';
+import { u64 } from '../protocol/bytes.js';
+import {
+  BTREE_INDEX_HEADER_SIZE,
+  BTREE_INDEX_SIZE,
+  BTREE_INDIRECT_IDX_SIZE,
+  BTREE_MAX_INDEX,
+  BTREE_MAX_INDIRECT,
+  type BtreeIndexHeader,
+  decodeBtreeHeader,
+  encodeBtreeHeader,
+  INODE_BTREE_MAGIC,
+} from '../protocol/records/btree.js';
+import { decodeInodeHeader, encodeInodeHeader, INODE_OFF, type InodeHeader } from '../protocol/records/inode.js';
 import type { SparseObject } from './store.js';
 
 /** Field offsets of struct sd_inode (the codec's table). */
 export const OFF = INODE_OFF;
 
-/** Bytes of the header fields up to and including btree_counter. */
-export const HEAD_FIELDS_SIZE = 572;
-export const DATA_OFF = SD_INODE_HEADER_SIZE;
+export const DATA_OFF = INODE_OFF.dataVdiId;
 export const GREF_OFF = SD_INODE_GREF_OFFSET;
 export const MAX_SLOTS = SD_INODE_DATA_INDEX;
 
-export interface InodeHead {
+/** The codec's inode header, with name and tag as the stored bytes (sheep compares them with strncmp). */
+export interface InodeHead extends Omit<InodeHeader, 'name' | 'tag'> {
   /** The 256-byte name field as stored. */
   name: Uint8Array;
   tag: Uint8Array;
-  createTime: bigint;
-  snapCtime: bigint;
-  vdiSize: bigint;
-  copyPolicy: number;
-  storePolicy: number;
-  nrCopies: number;
-  blockSizeShift: number;
-  snapId: number;
-  vdiId: number;
-  parentVdiId: number;
-  btreeCounter: number;
 }
 
 export function readHead(obj: SparseObject): InodeHead {
-  const b = obj.read(0, HEAD_FIELDS_SIZE);
+  const b = obj.read(0, SD_INODE_HEADER_SIZE);
   return {
-    name: b.subarray(0, 256),
-    tag: b.subarray(256, 512),
-    createTime: u64(b, OFF.createTime),
-    snapCtime: u64(b, OFF.snapCtime),
-    vdiSize: u64(b, OFF.vdiSize),
-    copyPolicy: b[OFF.copyPolicy] as number,
-    storePolicy: b[OFF.storePolicy] as number,
-    nrCopies: b[OFF.nrCopies] as number,
-    blockSizeShift: b[OFF.blockSizeShift] as number,
-    snapId: u32(b, OFF.snapId),
-    vdiId: u32(b, OFF.vdiId),
-    parentVdiId: u32(b, OFF.parentVdiId),
-    btreeCounter: u32(b, OFF.btreeCounter),
+    ...decodeInodeHeader(b),
+    name: b.subarray(OFF.name, OFF.name + SD_MAX_VDI_LEN),
+    tag: b.subarray(OFF.tag, OFF.tag + SD_MAX_VDI_TAG_LEN),
   };
 }
 
@@ -95,43 +84,26 @@ export type NewInode = Pick<
 
 /** The first bytes of a fresh inode as `alloc_inode()` fills them (header, plus the B-tree root of a hyper volume). */
 export function newInodeHead(n: NewInode, withRoot: boolean): Uint8Array {
-  const b = new Uint8Array(SD_INODE_HEADER_SIZE + (withRoot ? 8 : 0));
-  // pstrcpy(new->name, 256, name): at most 255 bytes and a NUL.
-  b.set(cbytes(n.name, SD_MAX_VDI_LEN - 1), 0);
-  w64(b, OFF.createTime, n.createTime);
-  w64(b, OFF.vdiSize, n.vdiSize);
-  w8(b, OFF.copyPolicy, n.copyPolicy);
-  w8(b, OFF.storePolicy, n.storePolicy);
-  w8(b, OFF.nrCopies, n.nrCopies);
-  w8(b, OFF.blockSizeShift, n.blockSizeShift);
-  w32(b, OFF.snapId, n.snapId);
-  w32(b, OFF.vdiId, n.vdiId);
-  w32(b, OFF.parentVdiId, n.parentVdiId);
-  if (withRoot) {
-    w16(b, DATA_OFF, INODE_BTREE_MAGIC);
-    w16(b, DATA_OFF + 2, 1);
-    w32(b, DATA_OFF + 4, 0);
-  }
+  const b = new Uint8Array(SD_INODE_HEADER_SIZE + (withRoot ? BTREE_INDEX_HEADER_SIZE : 0));
+  encodeInodeHeader({ ...n, name: '', tag: '', snapCtime: 0n, vmClockNsec: 0n, vmStateSize: 0n, btreeCounter: 0 }, b);
+  // pstrcpy(new->name, 256, name): at most 255 bytes and a NUL, copied as bytes.
+  b.set(cbytes(n.name, SD_MAX_VDI_LEN - 1), OFF.name);
+  if (withRoot) encodeBtreeHeader({ magic: INODE_BTREE_MAGIC, depth: 1, entries: 0 }, b, DATA_OFF);
   return b;
 }
 
 // ---------------------------------------------------------------- B-tree
 
-const HDR = 8;
-const IDX = 8;
-const IND = 16;
-const MAX_INDEX = Math.floor((SD_INODE_DATA_INDEX_SIZE - HDR) / IDX);
-const MAX_INDIRECT = Math.floor((SD_INODE_DATA_INDEX_SIZE - HDR) / IND);
+const HDR = BTREE_INDEX_HEADER_SIZE;
+const IDX = BTREE_INDEX_SIZE;
+const IND = BTREE_INDIRECT_IDX_SIZE;
+const MAX_INDEX = BTREE_MAX_INDEX;
+const MAX_INDIRECT = BTREE_MAX_INDIRECT;
 
-export interface BtreeHeader {
-  magic: number;
-  depth: number;
-  entries: number;
-}
+export type BtreeHeader = BtreeIndexHeader;
 
 export function btreeHeaderAt(obj: SparseObject, off: number): BtreeHeader {
-  const b = obj.read(off, HDR);
-  return { magic: u16(b, 0), depth: u16(b, 2), entries: u32(b, 4) };
+  return decodeBtreeHeader(obj.read(off, HDR));
 }
 
 /** `nbsearch`: index of the first entry whose idx is >= key (entries sorted by idx). */
