@@ -1,7 +1,7 @@
 /**
  * SheepdogPool: the cluster's gateways behind one `Transport`.
  *
- * - Several id-multiplexed connections per node (lib/connection.ts); a
+ * - Several id-multiplexed connections per node (connection.ts); a
  *   request goes to the least-loaded connection with a free slot, spread over
  *   nodes (rotating start, so ties go round-robin).
  * - Nodes come from the configuration and, with `discover`, from
@@ -19,51 +19,34 @@
  * - Deadlines (`timeout`) and cancellation (`signal`) per request; a bounded
  *   queue (`maxQueued`, QueueFullError); `busy` / 'drain' for streaming
  *   callers; `close()` drains, `destroy()` fails everything.
+ *
+ * The pool composes: request.ts (one request: deadline, abort, resend
+ * decisions), queue.ts (the bounded queue and 'drain'), node-health.ts (a
+ * node's state and reconnect backoff), discovery.ts (GET_NODE_LIST), with
+ * policy.ts's rules. What stays here places requests on connections and
+ * handles the connections' events.
  */
 import { EventEmitter } from 'node:events';
-import { Op, Result, SD_MAX_NODES, SD_NODE_SIZE, opName } from '../../protocol/constants.js';
-import {
-  type NodeResponse,
-  type Request,
-  decodeResponse,
-  peekEpoch,
-  peekResult,
-  plainRequest,
-} from '../../protocol/header.js';
-import { decodeNodeList } from '../../protocol/records.js';
-import { formatAddress, parseAddress } from '../util/address.js';
-import { Connection, type ConnectionHooks, ConnectionOp, OpState, encodeRequestHeader } from './connection.js';
+import { opName } from '../../protocol/constants.js';
+import type { Request } from '../../protocol/header.js';
+import { parseAddress } from '../util/address.js';
+import { Connection, type ConnectionHooks, encodeRequestHeader } from './connection.js';
 import {
   type RequestTraceContext,
-  nodeDownChannel,
-  nodeUpChannel,
   nodesChangedChannel,
   requestChannel,
   requestRetryChannel,
 } from '../util/diagnostics.js';
-import {
-  AbortError,
-  ConnectionError,
-  InvalidArgumentError,
-  OutcomeUnknownError,
-  PoolClosedError,
-  QueueFullError,
-  type RequestPhase,
-  TimeoutError,
-} from '../errors.js';
-import {
-  type ReconnectStrategy,
-  defaultBackoff,
-  defaultReconnectStrategy,
-  isIdempotent,
-  isNodeResult,
-  isTransientResult,
-  mayRetryResult,
-} from './policy.js';
-import { type Deadlined, armDeadline, disarmDeadline } from '../util/timers.js';
+import { ConnectionError, InvalidArgumentError, PoolClosedError } from '../errors.js';
+import { type ReconnectStrategy, defaultReconnectStrategy, isNodeResult } from './policy.js';
+import { Discovery } from './discovery.js';
+import { type NodeStats, PoolNode, findResolved } from './node-health.js';
+import { RequestQueue } from './queue.js';
+import { P_BACKOFF, P_NEW, P_QUEUED, P_SENT, PoolRequest, retryFired } from './request.js';
 import type { Reply, RequestOptions, Transport } from './types.js';
 
 export { isIdempotent, isTransientResult, defaultReconnectStrategy, type ReconnectStrategy } from './policy.js';
+export type { NodeState, NodeStats } from './node-health.js';
 
 export interface PoolOptions {
   /** Gateways: `host:port`, `host` (port 7000), `[v6]:port`. Default `127.0.0.1:7000`. */
@@ -102,28 +85,6 @@ export interface PoolOptions {
   initialRequestId?: number;
 }
 
-export type NodeState = 'idle' | 'connecting' | 'up' | 'down' | 'failed';
-
-export interface NodeStats {
-  node: string;
-  state: NodeState;
-  /** Open or opening connections (retiring ones excluded). */
-  connections: number;
-  /** Connections ready for requests. */
-  ready: number;
-  /** Requests in flight on its connections (orphans included). */
-  inFlight: number;
-  orphans: number;
-  /** Requests pinned to this node (`RequestOptions.node`) waiting for it. */
-  queued: number;
-  /** Consecutive failed connection attempts. */
-  retries: number;
-  /** Why it last failed. */
-  lastError: string | undefined;
-  /** Came from the configuration (true) or from discovery (false). */
-  seed: boolean;
-}
-
 export interface PoolStats {
   /** Open or opening connections. */
   connections: number;
@@ -157,231 +118,6 @@ export interface PoolEvents {
 
 const EMPTY_OPTS: RequestOptions = Object.freeze({});
 
-// Request phases (PoolRequest.phase).
-const P_NEW = 0;
-const P_QUEUED = 1;
-const P_SENT = 2;
-const P_BACKOFF = 3;
-const P_DONE = 4;
-
-function phaseName(p: number): RequestPhase {
-  return p === P_SENT ? 'sent' : p === P_BACKOFF ? 'backoff' : 'queued';
-}
-
-/** A FIFO with O(1) shift/unshift (head index into an array, compacted now and then). */
-class Fifo<T> {
-  private a: T[] = [];
-  private head = 0;
-  get size(): number {
-    return this.a.length - this.head;
-  }
-  push(x: T): void {
-    this.a.push(x);
-  }
-  unshift(x: T): void {
-    if (this.head > 0) this.a[--this.head] = x;
-    else this.a.unshift(x);
-  }
-  shift(): T | undefined {
-    if (this.head >= this.a.length) return undefined;
-    const x = this.a[this.head] as T;
-    (this.a as (T | undefined)[])[this.head] = undefined;
-    this.head++;
-    if (this.head === this.a.length) {
-      this.a.length = 0;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.a.length) {
-      this.a = this.a.slice(this.head);
-      this.head = 0;
-    }
-    return x;
-  }
-  drain(): T[] {
-    const r = this.a.slice(this.head);
-    this.a = [];
-    this.head = 0;
-    this.dead = 0;
-    return r;
-  }
-  /** Entries that left the queue in place (settled while queued); dropped in bulk. */
-  dead = 0;
-  /** Note one dead entry; compact when they are the majority (bounded memory for long waits). */
-  died(live: (x: T) => boolean): void {
-    if (++this.dead < 1024 || this.dead * 2 < this.size) return;
-    this.a = this.a.slice(this.head).filter(live);
-    this.head = 0;
-    this.dead = 0;
-  }
-}
-
-const isQueued = (pr: PoolRequest): boolean => pr.phase === P_QUEUED;
-
-class PoolNode {
-  readonly key: string;
-  readonly host: string;
-  readonly port: number;
-  readonly seed: boolean;
-  /** Connections opening or ready (retiring ones are dropped from here). */
-  conns: Connection[] = [];
-  ready = 0;
-  attempts = 0;
-  timer: NodeJS.Timeout | undefined = undefined;
-  status: NodeState = 'idle';
-  lastError: Error | undefined = undefined;
-  removed = false;
-  readonly pinned = new Fifo<PoolRequest>();
-  pinnedCount = 0;
-  /** `address:port` the node answered from (matches discovered addresses to seeds given by name). */
-  resolved: string | undefined = undefined;
-
-  constructor(key: string, host: string, port: number, seed: boolean) {
-    this.key = key;
-    this.host = host;
-    this.port = port;
-    this.seed = seed;
-  }
-}
-
-class PoolRequest extends ConnectionOp implements Deadlined {
-  readonly pool: SheepdogPool;
-  readonly req: Request;
-  readonly idempotent: boolean;
-  readonly pinned: PoolNode | undefined;
-  readonly signal: AbortSignal | undefined;
-  readonly timeout: number;
-  resolve: (r: Reply) => void = noop;
-  reject: (e: Error) => void = noop;
-  deadline = 0;
-  timer: NodeJS.Timeout | undefined = undefined;
-  phase = P_NEW;
-  /** Times written to a connection. */
-  sends = 0;
-  failovers = 0;
-  transients = 0;
-  lastNode: string | undefined = undefined;
-  lastResult = 0;
-  avoid: PoolNode | undefined = undefined;
-  retryTimer: NodeJS.Timeout | undefined = undefined;
-  trace: RequestTraceContext | undefined = undefined;
-
-  constructor(
-    pool: SheepdogPool,
-    req: Request,
-    header: Uint8Array,
-    body: Uint8Array | undefined,
-    opts: RequestOptions,
-    pinned: PoolNode | undefined,
-    timeout: number,
-  ) {
-    super(header, body, opts.readInto);
-    this.pool = pool;
-    this.req = req;
-    this.idempotent = opts.idempotent ?? isIdempotent(req.opcode, req.flags);
-    this.pinned = pinned;
-    this.signal = opts.signal;
-    this.timeout = timeout;
-  }
-
-  onReply(header: Uint8Array, body: Uint8Array, conn: Connection): void {
-    if (this.phase === P_DONE) return;
-    const pool = this.pool;
-    const epoch = peekEpoch(header);
-    if (epoch > pool.epoch) pool._epochSeen(epoch);
-    this.lastNode = conn.node;
-    const result = peekResult(header);
-    if (result !== Result.SUCCESS && isTransientResult(result) && pool._retryTransient(this, result, conn)) return;
-    this.settle();
-    this.resolve({ header: decodeResponse(header), body, node: conn.node });
-  }
-
-  onError(err: Error, conn: Connection, sent: boolean): void {
-    if (this.phase === P_DONE) return;
-    this.pool._requestFailed(this, err, conn, sent);
-  }
-
-  /** Deadline passed. */
-  onDeadline(): void {
-    if (this.phase === P_DONE) return;
-    const op = opName(this.req.opcode);
-    const phase = this.wirePhase();
-    const node = this.conn?.node ?? this.lastNode;
-    let where: string;
-    if (phase === 'sent') where = `sent to ${node}, no reply yet`;
-    else if (phase === 'backoff') where = `waiting to retry after ${this.lastResultText()} from ${node}`;
-    else where = `never sent: waiting for a connection (${this.pool._waitReason(this)})`;
-    this.fail(
-      new TimeoutError(`${op} timed out after ${this.timeout} ms (${where})`, { phase, node, timeout: this.timeout }),
-    );
-  }
-
-  /** The AbortSignal fired (EventTarget listener object: no closure). */
-  handleEvent(): void {
-    if (this.phase === P_DONE) return;
-    const phase = this.wirePhase();
-    const node = this.conn?.node ?? this.lastNode;
-    const where =
-      phase === 'sent'
-        ? `after it was sent to ${node}`
-        : phase === 'backoff'
-          ? 'while waiting to retry'
-          : 'before it was sent';
-    this.fail(
-      new AbortError(`${opName(this.req.opcode)} aborted ${where}`, { phase, node, cause: this.signal?.reason }),
-    );
-  }
-
-  /** Pool phase, except that a request still waiting on its connection for a slot or a write is 'queued'. */
-  private wirePhase(): RequestPhase {
-    if (this.phase === P_SENT && this.opState !== OpState.SENT) return 'queued';
-    return phaseName(this.phase);
-  }
-
-  private lastResultText(): string {
-    return this.lastResult === 0 ? 'a connection failure' : `result 0x${this.lastResult.toString(16)}`;
-  }
-
-  fail(e: Error): void {
-    if (this.phase === P_DONE) return;
-    this.settle();
-    this.reject(e);
-  }
-
-  /** Leave every queue, timer and connection; the caller then resolves or rejects. */
-  settle(): void {
-    const was = this.phase;
-    this.phase = P_DONE;
-    disarmDeadline(this);
-    this.signal?.removeEventListener('abort', this);
-    if (this.retryTimer !== undefined) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = undefined;
-    }
-    const c = this.conn;
-    if (c !== undefined) c.cancel(this);
-    this.pool._settled(this, was);
-    this.body = undefined;
-    this.readInto = undefined;
-    const t = this.trace;
-    if (t !== undefined) {
-      t.node = this.lastNode;
-      t.attempts = this.sends;
-    }
-  }
-}
-
-function noop(): void {}
-
-function retryFired(pool: SheepdogPool, pr: PoolRequest): void {
-  pr.retryTimer = undefined;
-  if (pr.phase !== P_BACKOFF) return;
-  pool._resend(pr);
-}
-
-function reconnectFired(pool: SheepdogPool, node: PoolNode): void {
-  node.timer = undefined;
-  pool._fill(node);
-}
-
 function nonNegInt(v: number | undefined, def: number, name: string, min = 0): number {
   const x = v ?? def;
   if (typeof x !== 'number' || !Number.isInteger(x) || x < min) {
@@ -411,10 +147,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   private readonly owner = new Map<Connection, PoolNode>();
   private readyConns: Connection[] = [];
   private rr = 0;
-  private readonly queue = new Fifo<PoolRequest>();
-  private queued = 0;
-  /** Live requests in the global queue (`queued` minus the pinned ones). */
-  private globalQueued = 0;
+  private readonly queue: RequestQueue;
   private active = 0;
   private readonly backoff = new Set<PoolRequest>();
   private started = false;
@@ -422,10 +155,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   private destroyed = false;
   private closePromise: Promise<void> | undefined;
   private closeResolve: (() => void) | undefined;
-  private needDrain = false;
-  private discovering: Promise<void> | undefined;
-  private rediscover = false;
-  private discovered = false;
+  private readonly discovery: Discovery;
   private connectWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private readonly hooks: ConnectionHooks;
   /** Highest cluster epoch seen in a reply. */
@@ -441,6 +171,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     this.connectionsPerNode = nonNegInt(opts.connectionsPerNode, 2, 'connectionsPerNode', 1);
     this.maxInFlightPerConnection = nonNegInt(opts.maxInFlightPerConnection, 128, 'maxInFlightPerConnection', 1);
     this.maxQueued = nonNegInt(opts.maxQueued, 1024, 'maxQueued');
+    this.queue = new RequestQueue(this.maxQueued);
     this.requestTimeout = nonNegInt(opts.requestTimeout, 30_000, 'requestTimeout');
     this.connectTimeout = nonNegInt(opts.connectTimeout, 10_000, 'connectTimeout');
     this.maxRetries = nonNegInt(opts.maxRetries, 3, 'maxRetries');
@@ -462,6 +193,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       if (!this.nodeMap.has(a.key)) this.nodeMap.set(a.key, new PoolNode(a.key, a.host, a.port, true));
     }
     this.nodeKeys = Object.freeze([...this.nodeMap.keys()]);
+    this.discovery = new Discovery(this, this.nodeMap);
     this.hooks = {
       onReady: (c) => this.connReady(c),
       onClose: (c, e) => this.connClosed(c, e),
@@ -486,10 +218,10 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
    */
   get busy(): boolean {
     if (this.closing) return true;
-    if (this.globalQueued === 0) {
+    if (this.queue.global === 0) {
       for (const c of this.readyConns) if (c.available > 0) return false;
     }
-    this.needDrain = true;
+    this.queue.needDrain = true;
     if (!this.started) this.start();
     return true;
   }
@@ -500,26 +232,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     let ready = 0;
     let inFlight = 0;
     let orphans = 0;
-    for (const n of this.nodeMap.values()) {
-      let nin = 0;
-      let norph = 0;
-      for (const c of n.conns) {
-        nin += c.inFlight;
-        norph += c.orphans;
-      }
-      nodes.push({
-        node: n.key,
-        state: n.status,
-        connections: n.conns.length,
-        ready: n.ready,
-        inFlight: nin,
-        orphans: norph,
-        queued: n.pinnedCount,
-        retries: n.attempts,
-        lastError: n.lastError?.message,
-        seed: n.seed,
-      });
-    }
+    for (const n of this.nodeMap.values()) nodes.push(n.stats);
     for (const c of this.owner.keys()) {
       if (c.state === 'closed') continue;
       connections++;
@@ -532,7 +245,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       ready,
       inFlight,
       orphans,
-      queued: this.queued,
+      queued: this.queue.queued,
       active: this.active,
       epoch: this.epoch,
       closed: this.closing,
@@ -571,16 +284,11 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
 
   private pinnedNode(addr: string): PoolNode {
     const key = parseAddress(addr).key;
-    const n = this.nodeMap.get(key) ?? this.findResolved(key);
+    const n = this.nodeMap.get(key) ?? findResolved(this.nodeMap, key);
     if (n === undefined) {
       throw new InvalidArgumentError(`node ${addr} is not in the pool (known: ${this.nodeKeys.join(', ')})`);
     }
     return n;
-  }
-
-  private findResolved(key: string): PoolNode | undefined {
-    for (const n of this.nodeMap.values()) if (n.resolved === key) return n;
-    return undefined;
   }
 
   private admit(pr: PoolRequest): Promise<Reply> {
@@ -589,21 +297,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       pr.reject = reject;
     });
     this.active++;
-    const signal = pr.signal;
-    if (signal !== undefined) {
-      if (signal.aborted) {
-        pr.fail(
-          new AbortError(`${opName(pr.req.opcode)} aborted before it was sent`, {
-            phase: 'queued',
-            cause: signal.reason,
-          }),
-        );
-        return p;
-      }
-      signal.addEventListener('abort', pr, { once: true });
-    }
-    if (pr.timeout > 0) armDeadline(pr, pr.timeout);
-    this.dispatch(pr, false);
+    if (pr.arm()) this.dispatch(pr, false);
     return p;
   }
 
@@ -634,7 +328,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       }
       return best;
     }
-    if (this.globalQueued > 0 && !retry) return undefined; // first come, first served
+    if (this.queue.global > 0 && !retry) return undefined; // first come, first served
     const list = this.readyConns;
     const n = list.length;
     if (n === 0) return undefined;
@@ -665,22 +359,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       pr.fail(this.noNodeError(pr));
       return;
     }
-    if (!retry && this.queued >= this.maxQueued) {
-      pr.fail(
-        new QueueFullError(
-          `${opName(pr.req.opcode)} rejected: ${this.queued} requests are already waiting for a connection (maxQueued ${this.maxQueued})`,
-        ),
-      );
-      return;
-    }
-    pr.phase = P_QUEUED;
-    const q = target !== undefined ? target.pinned : this.queue;
-    if (retry) q.unshift(pr);
-    else q.push(pr);
-    this.queued++;
-    if (target !== undefined) target.pinnedCount++;
-    else this.globalQueued++;
-    this.needDrain = true;
+    if (!this.queue.add(pr, retry)) return;
     if (!this.started) this.start();
   }
 
@@ -700,7 +379,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
         ...(t.lastError ? { cause: t.lastError } : {}),
       });
     }
-    const parts = [...this.nodeMap.values()].map((n) => `${n.key}: ${n.lastError?.message ?? n.status}`);
+    const parts = [...this.nodeMap.values()].map((n) => n.describe());
     return new ConnectionError(`${op}: no node can take requests (${parts.join('; ')})`, undefined, {
       reason: 'no-node',
     });
@@ -710,48 +389,23 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   _waitReason(pr: PoolRequest): string {
     const nodes = pr.pinned ? [pr.pinned] : [...this.nodeMap.values()];
     const up = nodes.filter((n) => n.status === 'up').length;
-    if (up > 0) return `all ${this.readyConns.length} connections busy, ${this.queued} queued`;
+    if (up > 0) return `all ${this.readyConns.length} connections busy, ${this.queue.queued} queued`;
     return nodes.map((n) => `${n.key} ${n.status}${n.lastError ? `: ${n.lastError.message}` : ''}`).join('; ');
-  }
-
-  /** Move queued requests onto `conn` while it has free slots. */
-  private drainOnto(q: Fifo<PoolRequest>, conn: Connection, node: PoolNode | undefined): void {
-    while (q.size > 0 && conn.available > 0) {
-      const pr = q.shift() as PoolRequest;
-      if (pr.phase !== P_QUEUED) continue; // settled while queued (already uncounted)
-      this.queued--;
-      if (node !== undefined) node.pinnedCount--;
-      else this.globalQueued--;
-      pr.phase = P_SENT;
-      pr.sends++;
-      conn.send(pr);
-    }
   }
 
   /** @internal A request settled (any way). */
   _settled(pr: PoolRequest, was: number): void {
-    if (was === P_QUEUED) {
-      this.queued--;
-      if (pr.pinned !== undefined) {
-        pr.pinned.pinnedCount--;
-        pr.pinned.pinned.died(isQueued);
-      } else {
-        this.globalQueued--;
-        this.queue.died(isQueued);
-      }
-    } else if (was === P_BACKOFF) {
-      this.backoff.delete(pr);
-    }
+    if (was === P_QUEUED) this.queue.left(pr);
+    else if (was === P_BACKOFF) this.backoff.delete(pr);
     this.active--;
     if (this.closing && this.active === 0 && !this.destroyed) this.finishClose();
   }
 
   /** @internal A reply carried a transient result: true when a retry was scheduled. */
   _retryTransient(pr: PoolRequest, result: number, conn: Connection): boolean {
-    if (this.destroyed || !mayRetryResult(result, pr.idempotent)) return false;
-    if (pr.transients >= this.maxTransientRetries) return false;
-    const delay = defaultBackoff(pr.transients);
-    if (pr.deadline !== 0 && performance.now() + delay >= pr.deadline) return false;
+    if (this.destroyed) return false;
+    const delay = pr.transientDelay(result, this.maxTransientRetries);
+    if (delay < 0) return false;
     pr.transients++;
     pr.lastResult = result;
     if (pr.pinned === undefined && isNodeResult(result)) pr.avoid = this.owner.get(conn);
@@ -787,33 +441,13 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       pr.fail(err);
       return;
     }
-    const op = opName(pr.req.opcode);
-    let reason: 'failover' | 'unsent';
-    if (!sent) {
-      // Never reached the sheep: always safe to place elsewhere.
-      reason = 'unsent';
-    } else if (!pr.idempotent) {
-      pr.fail(
-        new OutcomeUnknownError(
-          `${op} was sent to ${conn.node} but the connection failed before the reply (${err.message}); it may or may not have taken effect`,
-          pr.req.opcode,
-          conn.node,
-          { cause: err },
-        ),
-      );
-      return;
-    } else if (pr.pinned !== undefined || pr.failovers >= this.maxRetries) {
-      pr.fail(err);
-      return;
-    } else {
-      pr.failovers++;
-      reason = 'failover';
-    }
+    const reason = pr.resendReason(err, conn, sent, this.maxRetries);
+    if (reason === undefined) return; // failed
     if (pr.pinned === undefined) pr.avoid = this.owner.get(conn);
     if (requestRetryChannel.hasSubscribers) {
       requestRetryChannel.publish({
         request: pr.req,
-        op,
+        op: opName(pr.req.opcode),
         reason,
         node: conn.node,
         attempt: pr.failovers,
@@ -862,35 +496,26 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       c.close();
       return;
     }
-    node.ready++;
-    node.attempts = 0;
-    node.lastError = undefined;
-    node.resolved ??= c.remote;
+    node.connReady(c);
     this.readyConns.push(c);
-    if (node.status !== 'up') {
-      node.status = 'up';
-      if (nodeUpChannel.hasSubscribers) nodeUpChannel.publish({ node: node.key });
-      this.emit('nodeUp', node.key);
-    }
+    if (node.markUp()) this.emit('nodeUp', node.key);
+    const d = this.discovery;
     const waiters = this.connectWaiters;
-    if (waiters.length > 0 && !(this.discover && !this.discovered)) {
+    if (waiters.length > 0 && !(this.discover && !d.learned)) {
       this.connectWaiters = [];
       for (const w of waiters) w.resolve();
     }
-    if (this.discover && !this.discovered && this.discovering === undefined && !this.closing) {
+    if (this.discover && !d.learned && d.running === undefined && !this.closing) {
       void this.refreshNodes();
     }
     this.connCapacity(c);
   }
 
   private connCapacity(c: Connection): void {
-    if (this.queued > 0) {
-      const node = this.owner.get(c);
-      if (node !== undefined && node.pinnedCount > 0) this.drainOnto(node.pinned, c, node);
-      if (this.globalQueued > 0) this.drainOnto(this.queue, c, undefined);
-    }
-    if (this.needDrain && this.globalQueued === 0 && c.available > 0 && !this.closing) {
-      this.needDrain = false;
+    const q = this.queue;
+    if (q.queued > 0) q.drainOnto(c, this.owner.get(c));
+    if (q.needDrain && q.global === 0 && c.available > 0 && !this.closing) {
+      q.needDrain = false;
       this.emit('drain');
     }
   }
@@ -907,8 +532,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     const node = this.owner.get(c);
     this.dropReady(c, node);
     if (node === undefined) return;
-    const i = node.conns.indexOf(c);
-    if (i >= 0) node.conns.splice(i, 1);
+    node.dropConn(c);
     this._fill(node);
   }
 
@@ -917,8 +541,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     this.owner.delete(c);
     this.dropReady(c, node);
     if (node === undefined) return;
-    const i = node.conns.indexOf(c);
-    if (i >= 0) node.conns.splice(i, 1);
+    node.dropConn(c);
     if (this.destroyed || node.removed) return;
     if (err === undefined) {
       this._fill(node); // a retired connection finished: keep the count
@@ -929,47 +552,16 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     this.scheduleReconnect(node, err);
   }
 
+  /** Reconnect `node` after the strategy's delay; report it down, or given up (then its requests fail). */
   private scheduleReconnect(node: PoolNode, err: Error): void {
-    if (node.timer !== undefined) {
-      this.checkConnectWaiters();
-      return;
-    }
-    let next: number | false | Error;
-    const s = this.reconnectStrategy;
-    if (s === false) next = false;
-    else if (typeof s === 'number') next = s;
-    else {
-      try {
-        next = s(node.attempts, err);
-      } catch (e) {
-        next = e instanceof Error ? e : new Error(String(e));
-      }
-    }
-    node.attempts++;
-    const down = node.ready === 0;
-    if (typeof next === 'number' && next >= 0 && Number.isFinite(next)) {
-      node.timer = setTimeout(reconnectFired, next, this, node);
-      if (this.active === 0) node.timer.unref();
-      if (down && node.status !== 'down') this.setDown(node, 'down', err, next);
-      else if (down && nodeDownChannel.hasSubscribers) {
-        nodeDownChannel.publish({ node: node.key, error: err, retries: node.attempts, delay: next });
-      }
-    } else if (down && node.conns.length === 0) {
-      const why = next instanceof Error ? next : err;
-      node.lastError = why;
-      this.setDown(node, 'failed', why, false);
+    const change = node.reconnectLater(this.reconnectStrategy, err, this, this.active === 0);
+    if (change === 'down') this.emit('nodeDown', node.key, err);
+    else if (change === 'failed') {
+      this.emit('nodeDown', node.key, node.lastError as Error);
       this.failPinned(node);
       if (this.allFailed()) this.failGlobalQueue();
     }
     this.checkConnectWaiters();
-  }
-
-  private setDown(node: PoolNode, status: 'down' | 'failed', err: Error, delay: number | false): void {
-    node.status = status;
-    if (nodeDownChannel.hasSubscribers) {
-      nodeDownChannel.publish({ node: node.key, error: err, retries: node.attempts, delay });
-    }
-    this.emit('nodeDown', node.key, err);
   }
 
   private failPinned(node: PoolNode): void {
@@ -979,7 +571,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   }
 
   private failGlobalQueue(): void {
-    for (const pr of this.queue.drain()) {
+    for (const pr of this.queue.takeAll()) {
       if (pr.phase === P_QUEUED) pr.fail(this.noNodeError(pr));
     }
   }
@@ -990,7 +582,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     for (const n of this.nodeMap.values()) if (n.ready > 0 || n.conns.length > 0) return;
     const waiters = this.connectWaiters;
     this.connectWaiters = [];
-    const parts = [...this.nodeMap.values()].map((n) => `${n.key}: ${n.lastError?.message ?? n.status}`);
+    const parts = [...this.nodeMap.values()].map((n) => n.describe());
     const e = new ConnectionError(`could not connect to any node (${parts.join('; ')})`, undefined, {
       reason: 'no-node',
     });
@@ -1013,8 +605,9 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     }
     this.started = true;
     for (const n of this.nodeMap.values()) this._fill(n);
-    if (this.readyConns.length > 0 && !(this.discover && !this.discovered)) return Promise.resolve();
-    if (this.readyConns.length > 0 && this.discovering) return this.discovering;
+    const d = this.discovery;
+    if (this.readyConns.length > 0 && !(this.discover && !d.learned)) return Promise.resolve();
+    if (this.readyConns.length > 0 && d.running) return d.running;
     return new Promise((resolve, reject) => {
       this.connectWaiters.push({ resolve, reject });
     });
@@ -1037,69 +630,20 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
    * `discover` on the first connection and on every epoch change.
    */
   refreshNodes(): Promise<void> {
-    if (this.discovering !== undefined) {
-      this.rediscover = true;
-      return this.discovering;
-    }
-    const run = async (): Promise<void> => {
-      do {
-        this.rediscover = false;
-        await this.discoverOnce();
-      } while (this.rediscover && !this.closing);
-    };
-    const p = run().finally(() => {
-      this.discovering = undefined;
-      const waiters = this.connectWaiters;
-      if (waiters.length > 0 && this.readyConns.length > 0) {
-        this.connectWaiters = [];
-        for (const w of waiters) w.resolve();
-      }
-    });
-    this.discovering = p;
-    return p;
+    return this.discovery.refresh();
   }
 
-  private async discoverOnce(): Promise<void> {
-    if (this.closing) return;
-    let r: Reply;
-    try {
-      r = await this.request(plainRequest(Op.GET_NODE_LIST, { dataLength: SD_MAX_NODES * SD_NODE_SIZE }));
-    } catch {
-      return; // no node answered: the next connection or epoch change tries again
+  /** @internal A refresh ended: connect() waiters resolve once a node is up. */
+  _discoveryEnded(): void {
+    const waiters = this.connectWaiters;
+    if (waiters.length > 0 && this.readyConns.length > 0) {
+      this.connectWaiters = [];
+      for (const w of waiters) w.resolve();
     }
-    const h = r.header as NodeResponse;
-    if (h.result !== Result.SUCCESS || h.kind !== 'node') return;
-    const count = Math.min(h.nrNodes, Math.floor(r.body.length / SD_NODE_SIZE));
-    let addrs: string[];
-    try {
-      addrs = decodeNodeList(r.body, count)
-        .filter((n) => n.nid.addr !== '' && n.nid.port !== 0)
-        .map((n) => formatAddress(n.nid.addr, n.nid.port));
-    } catch {
-      return;
-    }
-    this.discovered = true;
-    this.applyNodeList(addrs, h.epoch);
   }
 
-  private applyNodeList(addrs: readonly string[], epoch: number): void {
-    if (this.closing || addrs.length === 0) return;
-    const keys = new Set<string>();
-    for (const a of addrs) keys.add(parseAddress(a).key);
-    const added: string[] = [];
-    const removed: string[] = [];
-    for (const k of keys) {
-      if (this.nodeMap.has(k) || this.findResolved(k) !== undefined) continue;
-      const a = parseAddress(k);
-      this.nodeMap.set(k, new PoolNode(k, a.host, a.port, false));
-      added.push(k);
-    }
-    for (const n of [...this.nodeMap.values()]) {
-      if (n.seed || keys.has(n.key) || (n.resolved !== undefined && keys.has(n.resolved))) continue;
-      this.removeNode(n);
-      removed.push(n.key);
-    }
-    if (added.length === 0 && removed.length === 0) return;
+  /** @internal Discovery added and removed nodes (the node map is updated). */
+  _nodesChanged(epoch: number, added: readonly string[], removed: readonly string[]): void {
     this.nodeKeys = Object.freeze([...this.nodeMap.keys()]);
     if (this.started) for (const k of added) this._fill(this.nodeMap.get(k) as PoolNode);
     if (nodesChangedChannel.hasSubscribers) {
@@ -1108,7 +652,8 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     this.emit('nodes', this.nodeKeys);
   }
 
-  private removeNode(n: PoolNode): void {
+  /** @internal Drop a node that left the cluster: close its connections, fail its pinned requests. */
+  _removeNode(n: PoolNode): void {
     n.removed = true;
     this.nodeMap.delete(n.key);
     if (n.timer !== undefined) clearTimeout(n.timer);
@@ -1118,9 +663,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       void c.close();
     }
     n.conns = [];
-    for (const pr of n.pinned.drain()) {
-      if (pr.phase === P_QUEUED) pr.fail(this.noNodeError(pr));
-    }
+    this.failPinned(n);
   }
 
   // ------------------------------------------------------------ shutdown
@@ -1171,7 +714,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       n.timer = undefined;
       for (const pr of n.pinned.drain()) pr.fail(e);
     }
-    for (const pr of this.queue.drain()) pr.fail(e);
+    for (const pr of this.queue.takeAll()) pr.fail(e);
     for (const pr of [...this.backoff]) pr.fail(e);
     const conns = [...this.owner.keys()];
     this.readyConns = [];

@@ -1,0 +1,237 @@
+/**
+ * One request of the pool, from `request()` to its settlement: the
+ * connection's callback target (ConnectionOp), its deadline and AbortSignal
+ * listener (the object itself: no closure per request), its phase, and the
+ * decisions on sending it again (failover after a connection died, retry
+ * after a transient sheep result). The pool places it on connections.
+ */
+import { Result, opName } from '../../protocol/constants.js';
+import { type Request, decodeResponse, peekEpoch, peekResult } from '../../protocol/header.js';
+import { AbortError, OutcomeUnknownError, type RequestPhase, TimeoutError } from '../errors.js';
+import type { RequestTraceContext } from '../util/diagnostics.js';
+import { type Deadlined, armDeadline, disarmDeadline } from '../util/timers.js';
+import { type Connection, ConnectionOp, OpState } from './connection.js';
+import type { PoolNode } from './node-health.js';
+import { defaultBackoff, isIdempotent, isTransientResult, mayRetryResult } from './policy.js';
+import type { SheepdogPool } from './pool.js';
+import type { Reply, RequestOptions } from './types.js';
+
+// Request phases (PoolRequest.phase).
+/** Accepted, not placed yet (or being placed again after its connection died). */
+export const P_NEW = 0;
+/** Waiting in the pool's queue (global or its node's). */
+export const P_QUEUED = 1;
+/** Handed to a connection. */
+export const P_SENT = 2;
+/** Waiting for a retry timer after a transient result. */
+export const P_BACKOFF = 3;
+/** Settled. */
+export const P_DONE = 4;
+
+function phaseName(p: number): RequestPhase {
+  return p === P_SENT ? 'sent' : p === P_BACKOFF ? 'backoff' : 'queued';
+}
+
+/** Why a request whose connection died may be placed again. */
+export type ResendReason = 'failover' | 'unsent';
+
+export class PoolRequest extends ConnectionOp implements Deadlined {
+  readonly pool: SheepdogPool;
+  readonly req: Request;
+  readonly idempotent: boolean;
+  readonly pinned: PoolNode | undefined;
+  readonly signal: AbortSignal | undefined;
+  readonly timeout: number;
+  resolve: (r: Reply) => void = noop;
+  reject: (e: Error) => void = noop;
+  deadline = 0;
+  timer: NodeJS.Timeout | undefined = undefined;
+  phase = P_NEW;
+  /** Times written to a connection. */
+  sends = 0;
+  failovers = 0;
+  transients = 0;
+  lastNode: string | undefined = undefined;
+  lastResult = 0;
+  avoid: PoolNode | undefined = undefined;
+  retryTimer: NodeJS.Timeout | undefined = undefined;
+  trace: RequestTraceContext | undefined = undefined;
+
+  constructor(
+    pool: SheepdogPool,
+    req: Request,
+    header: Uint8Array,
+    body: Uint8Array | undefined,
+    opts: RequestOptions,
+    pinned: PoolNode | undefined,
+    timeout: number,
+  ) {
+    super(header, body, opts.readInto);
+    this.pool = pool;
+    this.req = req;
+    this.idempotent = opts.idempotent ?? isIdempotent(req.opcode, req.flags);
+    this.pinned = pinned;
+    this.signal = opts.signal;
+    this.timeout = timeout;
+  }
+
+  /**
+   * Listen to the AbortSignal and arm the deadline. False when the signal
+   * had already fired: the request was failed with AbortError.
+   */
+  arm(): boolean {
+    const signal = this.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        this.fail(
+          new AbortError(`${opName(this.req.opcode)} aborted before it was sent`, {
+            phase: 'queued',
+            cause: signal.reason,
+          }),
+        );
+        return false;
+      }
+      signal.addEventListener('abort', this, { once: true });
+    }
+    if (this.timeout > 0) armDeadline(this, this.timeout);
+    return true;
+  }
+
+  onReply(header: Uint8Array, body: Uint8Array, conn: Connection): void {
+    if (this.phase === P_DONE) return;
+    const pool = this.pool;
+    const epoch = peekEpoch(header);
+    if (epoch > pool.epoch) pool._epochSeen(epoch);
+    this.lastNode = conn.node;
+    const result = peekResult(header);
+    if (result !== Result.SUCCESS && isTransientResult(result) && pool._retryTransient(this, result, conn)) return;
+    this.settle();
+    this.resolve({ header: decodeResponse(header), body, node: conn.node });
+  }
+
+  onError(err: Error, conn: Connection, sent: boolean): void {
+    if (this.phase === P_DONE) return;
+    this.pool._requestFailed(this, err, conn, sent);
+  }
+
+  /** Deadline passed. */
+  onDeadline(): void {
+    if (this.phase === P_DONE) return;
+    const op = opName(this.req.opcode);
+    const phase = this.wirePhase();
+    const node = this.conn?.node ?? this.lastNode;
+    let where: string;
+    if (phase === 'sent') where = `sent to ${node}, no reply yet`;
+    else if (phase === 'backoff') where = `waiting to retry after ${this.lastResultText()} from ${node}`;
+    else where = `never sent: waiting for a connection (${this.pool._waitReason(this)})`;
+    this.fail(
+      new TimeoutError(`${op} timed out after ${this.timeout} ms (${where})`, { phase, node, timeout: this.timeout }),
+    );
+  }
+
+  /** The AbortSignal fired (EventTarget listener object: no closure). */
+  handleEvent(): void {
+    if (this.phase === P_DONE) return;
+    const phase = this.wirePhase();
+    const node = this.conn?.node ?? this.lastNode;
+    const where =
+      phase === 'sent'
+        ? `after it was sent to ${node}`
+        : phase === 'backoff'
+          ? 'while waiting to retry'
+          : 'before it was sent';
+    this.fail(
+      new AbortError(`${opName(this.req.opcode)} aborted ${where}`, { phase, node, cause: this.signal?.reason }),
+    );
+  }
+
+  /** Pool phase, except that a request still waiting on its connection for a slot or a write is 'queued'. */
+  private wirePhase(): RequestPhase {
+    if (this.phase === P_SENT && this.opState !== OpState.SENT) return 'queued';
+    return phaseName(this.phase);
+  }
+
+  private lastResultText(): string {
+    return this.lastResult === 0 ? 'a connection failure' : `result 0x${this.lastResult.toString(16)}`;
+  }
+
+  /**
+   * The connection carrying this request failed with `err`: whether it may
+   * be placed again. Never written ('unsent'): always, the sheep never saw
+   * it. Written: only when idempotent, not pinned, and within `maxRetries`
+   * ('failover', counted). Otherwise undefined, and the request was failed:
+   * with OutcomeUnknownError when it was written and is not idempotent, else
+   * with `err`.
+   */
+  resendReason(err: Error, conn: Connection, sent: boolean, maxRetries: number): ResendReason | undefined {
+    if (!sent) return 'unsent';
+    if (!this.idempotent) {
+      this.fail(
+        new OutcomeUnknownError(
+          `${opName(this.req.opcode)} was sent to ${conn.node} but the connection failed before the reply (${err.message}); it may or may not have taken effect`,
+          this.req.opcode,
+          conn.node,
+          { cause: err },
+        ),
+      );
+      return undefined;
+    }
+    if (this.pinned !== undefined || this.failovers >= maxRetries) {
+      this.fail(err);
+      return undefined;
+    }
+    this.failovers++;
+    return 'failover';
+  }
+
+  /**
+   * A reply carried the transient `result`: the backoff in ms before sending
+   * again, or -1 when the reply stands (the result is not retryable for this
+   * request, `maxTransientRetries` are used up, or the deadline would pass
+   * first).
+   */
+  transientDelay(result: number, maxTransientRetries: number): number {
+    if (!mayRetryResult(result, this.idempotent)) return -1;
+    if (this.transients >= maxTransientRetries) return -1;
+    const delay = defaultBackoff(this.transients);
+    if (this.deadline !== 0 && performance.now() + delay >= this.deadline) return -1;
+    return delay;
+  }
+
+  fail(e: Error): void {
+    if (this.phase === P_DONE) return;
+    this.settle();
+    this.reject(e);
+  }
+
+  /** Leave every queue, timer and connection; the caller then resolves or rejects. */
+  settle(): void {
+    const was = this.phase;
+    this.phase = P_DONE;
+    disarmDeadline(this);
+    this.signal?.removeEventListener('abort', this);
+    if (this.retryTimer !== undefined) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    const c = this.conn;
+    if (c !== undefined) c.cancel(this);
+    this.pool._settled(this, was);
+    this.body = undefined;
+    this.readInto = undefined;
+    const t = this.trace;
+    if (t !== undefined) {
+      t.node = this.lastNode;
+      t.attempts = this.sends;
+    }
+  }
+}
+
+function noop(): void {}
+
+/** The retry timer of a request in backoff fired. */
+export function retryFired(pool: SheepdogPool, pr: PoolRequest): void {
+  pr.retryTimer = undefined;
+  if (pr.phase !== P_BACKOFF) return;
+  pool._resend(pr);
+}
