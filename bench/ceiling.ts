@@ -11,7 +11,7 @@
  * (docs/benchmarks.md, "Profiling").
  */
 import { SheepdogClient } from '../lib/client/client.js';
-import { type BenchOp, type BenchPattern, fillVdi, measure, startEmbeddedCluster } from '../cli/bench.js';
+import { type BenchOp, type BenchPattern, fillVdi, measure, startEmbeddedCluster } from '../cli/bench/engine.js';
 import { SheepdogPool } from '../lib/transport/pool.js';
 import {
   GiB,

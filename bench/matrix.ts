@@ -15,7 +15,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { BenchResult } from '../cli/bench.js';
+import type { BenchResult } from '../cli/bench/engine.js';
 import {
   CLI,
   type Machine,

@@ -17,7 +17,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseSize } from '../lib/client/names.js';
 import { SheepdogClient } from '../lib/client/client.js';
-import { type EmbeddedCluster, startEmbeddedCluster } from '../cli/bench.js';
+import { type EmbeddedCluster, startEmbeddedCluster } from '../cli/bench/engine.js';
 import { GiB, MiB, isMain, parseFlags } from './common.js';
 
 export interface StreamResult {

@@ -11,7 +11,7 @@ export const benchCommand: CommandSpec = {
   local: true,
   // Loaded on demand: one-shot commands do not pay for the benchmark's modules.
   async run(_ctx, args) {
-    const { runBench } = await import('../bench.js');
+    const { runBench } = await import('../bench/command.js');
     return runBench(args);
   },
 };

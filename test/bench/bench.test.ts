@@ -3,7 +3,8 @@
 // the numbers depend on the machine and whatever else runs on it.
 import { Writable } from 'node:stream';
 import t from 'tap';
-import { runBench, startEmbeddedCluster, startEmbeddedThread } from '../../cli/bench.js';
+import { runBench } from '../../cli/bench/command.js';
+import { startEmbeddedCluster, startEmbeddedThread } from '../../cli/bench/engine.js';
 import { ensureBuilt, sheepdog } from '../cli/helpers.js';
 
 const KEYS = ['op', 'pattern', 'bs', 'qd', 'bytes', 'seconds', 'mibps', 'iops', 'p50_us', 'p99_us', 'max_rss_mb'];
@@ -107,7 +108,7 @@ t.test('bench against a cluster that is not there exits 2', async (t) => {
 });
 
 // ------------------------------------------------------------ in process
-// The same command run in this process (coverage of lib/cli/bench.ts): the
+// The same command run in this process (coverage of cli/bench/): the
 // embedded cluster still starts in a separate process, from the sources.
 
 class Capture extends Writable {

@@ -1,6 +1,6 @@
 /**
  * Starts the embedded cluster of `sheepdog bench` in a separate Node process
- * (child_process.fork of cli/bench-sheep.js, our own module: no shell,
+ * (child_process.fork of cli/bench/bench-sheep.js, our own module: no shell,
  * no external program), so the cluster's CPU time, heap and garbage
  * collection are not the benchmarked client's.
  *
@@ -11,7 +11,7 @@ import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BenchSheepMessage } from './bench-sheep.js';
-import type { MemorySheepOptions } from '../testing/types.js';
+import type { MemorySheepOptions } from '../../testing/types.js';
 
 export interface LaunchedSheep {
   /** `host:port` of each node. */

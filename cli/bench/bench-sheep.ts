@@ -2,7 +2,7 @@
  * The embedded cluster of `sheepdog bench`, run away from the benchmark's
  * event loop: this module is the entry point of either a separate Node
  * process (started by launcher.ts, which talks to it over the IPC
- * channel: `process.send`) or a worker thread (`parentPort`, startEmbeddedThread).
+ * channel: `process.send`) or a worker thread (`parentPort`, engine.ts's startEmbeddedThread).
  *
  * Protocol: the options arrive as `workerData` (thread) or as JSON in
  * argv[2] (process). Once every node listens it posts
@@ -11,8 +11,8 @@
  * thread/process, as does losing the parent (the IPC channel closing).
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { startMemorySheep } from '../testing/index.js';
-import type { MemorySheep, MemorySheepOptions } from '../testing/types.js';
+import { startMemorySheep } from '../../testing/index.js';
+import type { MemorySheep, MemorySheepOptions } from '../../testing/types.js';
 
 export type BenchSheepMessage =
   { type: 'ready'; addresses: string[]; pid: number } | { type: 'error'; message: string } | { type: 'stopped' };
