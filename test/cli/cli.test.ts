@@ -307,7 +307,7 @@ t.test('serve: runs a cluster in the foreground until SIGTERM', async (t) => {
   t.match(err, /SIGTERM: stopping/);
 });
 
-t.test('bench is wired to lib/cli/bench (or says it is absent)', async (t) => {
+t.test('bench is wired to cli/bench (or says it is absent)', async (t) => {
   const r = await sheepdog(undefined, ['bench', '--help'], { timeout: 30_000 });
   if (r.code === 0) t.pass('bench module present');
   else {

@@ -383,7 +383,7 @@ t.test('formatting helpers and the progress line', async (t) => {
   t.pass('no-op when not a TTY');
 });
 
-t.test('bench loads lib/cli/bench lazily, or says it is absent', async (t) => {
+t.test('bench loads cli/bench lazily, or says it is absent', async (t) => {
   const r = await run(['bench', '--help']);
   if (r.code === 0) t.pass('bench module present');
   else {
