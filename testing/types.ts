@@ -1,6 +1,6 @@
 /**
  * Public types of the embedded sheep (`startMemorySheep`): options, the
- * handle, and fault injection. Implemented in lib/sheep/.
+ * handle, and fault injection. Implemented in testing/embedded.ts.
  */
 
 export interface MemorySheepOptions {

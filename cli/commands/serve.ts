@@ -1,5 +1,5 @@
 /** `sheepdog serve`: the embedded sheep cluster in the foreground, until Ctrl-C / SIGTERM. */
-import { serveMemorySheep } from '../../testing/index.js';
+import { serveMemorySheep } from '../../testing/serve.js';
 import type { MemorySheepOptions } from '../../testing/types.js';
 import { UsageError } from '../exit.js';
 import { toJson } from '../format.js';

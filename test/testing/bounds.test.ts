@@ -2,7 +2,7 @@
 // the connection that sent them; sizes and memory stay bounded.
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
-import { type EmbeddedSheep, startEmbeddedSheep } from '../../testing/index.js';
+import { type EmbeddedSheep, startEmbeddedSheep } from '../../testing/embedded.js';
 import {
   encodeRequest,
   Flag,

@@ -1,7 +1,7 @@
 // Cluster-level behaviour of the embedded sheep: format state, version and
 // opcode checks, cluster/node information, epochs and membership, shutdown.
 import t, { type Test } from 'tap';
-import { type EmbeddedSheep, startEmbeddedSheep, startMemorySheep } from '../../testing/index.js';
+import { type EmbeddedSheep, startEmbeddedSheep, startMemorySheep } from '../../testing/embedded.js';
 import {
   CLUSTER_INFO_SIZE,
   ClusterStatus,
@@ -391,7 +391,7 @@ t.test('peer, refcount and admin ops', async (t) => {
 });
 
 t.test('serveMemorySheep runs until aborted', async (t) => {
-  const { serveMemorySheep } = await import('../../testing/index.js');
+  const { serveMemorySheep } = await import('../../testing/serve.js');
   const ac = new AbortController();
   let addresses: readonly string[] = [];
   const done = serveMemorySheep(

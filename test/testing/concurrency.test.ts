@@ -2,7 +2,7 @@
 // one cluster state, deliberate reordering, serialized cluster operations,
 // and null mode.
 import t from 'tap';
-import { startEmbeddedSheep } from '../../testing/index.js';
+import { startEmbeddedSheep } from '../../testing/embedded.js';
 import { Flag, objRequest, Op, Result, vdiRequest, vidToDataOid, vidToVdiOid } from '../../protocol/index.js';
 import { MiniDog } from './dog.js';
 import { createObj, type Frame, nameBody, newVdi, RawClient, readObj } from './raw.js';

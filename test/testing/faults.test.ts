@@ -1,6 +1,6 @@
 // Fault injection of the embedded sheep, observed from a raw protocol client.
 import t, { type Test } from 'tap';
-import { type EmbeddedSheep, startEmbeddedSheep } from '../../testing/index.js';
+import { type EmbeddedSheep, startEmbeddedSheep } from '../../testing/embedded.js';
 import { Op, plainRequest, Result, VDI_BITMAP_SIZE } from '../../protocol/index.js';
 import { RawClient } from './raw.js';
 

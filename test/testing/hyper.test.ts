@@ -3,7 +3,7 @@
 // the tree; sheep initialises it, copies it on snapshot/clone, walks it on
 // delete and edits it on DISCARD_OBJ.
 import t, { type Test } from 'tap';
-import { type EmbeddedSheep, startEmbeddedSheep } from '../../testing/index.js';
+import { type EmbeddedSheep, startEmbeddedSheep } from '../../testing/embedded.js';
 import {
   decodeBtreeHeader,
   decodeBtreeIndex,

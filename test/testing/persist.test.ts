@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { startEmbeddedSheep } from '../../testing/index.js';
+import { startEmbeddedSheep } from '../../testing/embedded.js';
 import {
   clusterRequest,
   decodeClusterInfo,

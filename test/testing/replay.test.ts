@@ -34,7 +34,7 @@
 //    garbage, 0x7f4b in the recording).
 import { createHash } from 'node:crypto';
 import t, { type Test } from 'tap';
-import { startEmbeddedSheep } from '../../testing/index.js';
+import { startEmbeddedSheep } from '../../testing/embedded.js';
 import {
   ClusterStatus,
   decodeClusterInfo,

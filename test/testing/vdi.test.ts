@@ -1,7 +1,7 @@
 // VDI semantics of the embedded sheep, checked against sheep 1.0's rules
 // (sheep/vdi.c, sheep/ops.c, sheep/gateway.c) over the raw protocol.
 import t, { type Test } from 'tap';
-import { type EmbeddedSheep, startEmbeddedSheep } from '../../testing/index.js';
+import { type EmbeddedSheep, startEmbeddedSheep } from '../../testing/embedded.js';
 import {
   bitmapTest,
   decodeVdiAttr,
