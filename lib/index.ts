@@ -1,19 +1,72 @@
 /**
  * sheepdog-client: the native TypeScript SDK for the Sheepdog block store.
  *
- *   SheepdogClient  typed cluster and VDI operations (lib/client.ts)
- *   Vdi             byte-level I/O on an open VDI (lib/vdi.ts)
- *   SheepdogPool    pipelined connections over several gateways (lib/pool.ts)
- *   SheepdogDriver  OpenStack-style volume driver facade (lib/driver.ts)
- *   startMemorySheep  an embedded, protocol-faithful sheep cluster (lib/sheep/)
+ *   SheepdogClient  typed cluster and VDI operations (lib/client/client.ts)
+ *   Vdi             byte-level I/O on an open VDI (lib/vdi/vdi.ts)
+ *   SheepdogPool    pipelined connections over several gateways (lib/transport/pool.ts)
+ *   SheepdogDriver  OpenStack-style volume driver facade (lib/driver/driver.ts)
+ *   errors          every typed error (lib/errors.ts)
  *
- * The pure wire codec is a separate entry point: `sheepdog-client/protocol`.
+ * The other entry points: `sheepdog-client/protocol` (the pure wire codec)
+ * and `sheepdog-client/testing` (the embedded sheep cluster).
+ *
+ * This list is the public API: add a name here only if a user needs it.
  */
+import { startMemorySheep as startMemorySheepImpl } from '../testing/index.js';
+import type * as testing from '../testing/index.js';
+
 export * from './errors.js';
-export * from './transport/types.js';
-export * from './client/names.js';
-export * from './transport/pool.js';
-export * from './client/client.js';
-export * from './driver/driver.js';
-export { Vdi, PartialWriteError, type ReadStreamOptions, type WriteStreamOptions } from './vdi/vdi.js';
-export * from '../testing/index.js';
+
+export { SheepdogClient } from './client/client.js';
+export type {
+  ClientOptions,
+  ClusterInfoResult,
+  CreateVdiOptions,
+  LockInfo,
+  NodeCapacity,
+  NodeInfo,
+  OpenVdiOptions,
+  SnapshotResult,
+  VdiInfo,
+} from './client/client.js';
+export type { SnapshotRef } from './client/names.js';
+
+export { Vdi } from './vdi/vdi.js';
+export type { ReadStreamOptions, WriteStreamOptions } from './vdi/vdi.js';
+
+export { SheepdogPool } from './transport/pool.js';
+export type { NodeState, NodeStats, PoolEvents, PoolOptions, PoolStats, ReconnectStrategy } from './transport/pool.js';
+export type { Reply, RequestOptions, Transport } from './transport/types.js';
+
+export { DRIVER_VERSION, SheepdogDriver } from './driver/driver.js';
+export type {
+  ConnectionInfo,
+  CopyImageOptions,
+  CopyResult,
+  CreateVolumeSpec,
+  DeleteResult,
+  DriverLogger,
+  SheepdogDriverOptions,
+  SnapshotSpec,
+  VolumeLocator,
+  VolumeRef,
+  VolumeStats,
+} from './driver/driver.js';
+
+/**
+ * Start an embedded sheep cluster.
+ *
+ * @deprecated Import it from `sheepdog-client/testing`; the main entry stops
+ * exporting it in the next release.
+ */
+export const startMemorySheep: typeof startMemorySheepImpl = startMemorySheepImpl;
+/** @deprecated Import it from `sheepdog-client/testing`. */
+export type MemorySheep = testing.MemorySheep;
+/** @deprecated Import it from `sheepdog-client/testing`. */
+export type MemorySheepOptions = testing.MemorySheepOptions;
+/** @deprecated Import it from `sheepdog-client/testing`. */
+export type Fault = testing.Fault;
+/** @deprecated Import it from `sheepdog-client/testing`. */
+export type FaultHandle = testing.FaultHandle;
+/** @deprecated Import it from `sheepdog-client/testing`. */
+export type FaultMatch = testing.FaultMatch;
