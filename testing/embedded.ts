@@ -12,9 +12,21 @@ import { InvalidArgumentError } from '../protocol/errors.js';
 import { ecPolicyToDp, type NodeRecord, nowCtime, SheepCluster } from './cluster.js';
 import { DirBackend } from './persist.js';
 import { type ServerEnv, SheepNode } from './server.js';
-import type { Fault, FaultHandle, MemorySheep, MemorySheepOptions } from './types.js';
+import type { Fault, InjectedFault, MemorySheep, MemorySheepOptions } from './types.js';
 
-const FAULT_KINDS = new Set(['delay', 'stall', 'drop', 'dropMidFrame', 'result', 'unknownId', 'corruptHeader']);
+const FAULT_KINDS = new Set([
+  'delay',
+  'stall',
+  'drop',
+  'dropMidFrame',
+  'result',
+  'unknownId',
+  'corruptHeader',
+  'execute-drop-reply',
+  'execute-late',
+  'drop-before-execute',
+  'close-mid-payload',
+]);
 const MAX_NODES = 1024;
 
 function intIn(v: unknown, min: number, max: number, what: string): number {
@@ -151,16 +163,26 @@ export class EmbeddedSheep implements MemorySheep {
     this.cluster.membershipChanged();
   }
 
-  inject(i: number, fault: Fault): FaultHandle {
+  inject(i: number, fault: Fault): InjectedFault {
     const n = this.node(i);
     if (!fault || typeof fault !== 'object' || !FAULT_KINDS.has(fault.kind)) {
       throw new InvalidArgumentError(`unknown fault kind ${String((fault as { kind?: unknown })?.kind)}`);
     }
     if (fault.opcode !== undefined) intIn(fault.opcode, 0, 255, 'fault.opcode');
+    if (fault.oid !== undefined && (typeof fault.oid !== 'bigint' || fault.oid < 0n || fault.oid >= 1n << 64n)) {
+      throw new InvalidArgumentError(`fault.oid must be a bigint in 0..2^64-1, got ${String(fault.oid)}`);
+    }
     if (fault.after !== undefined) intIn(fault.after, 0, Number.MAX_SAFE_INTEGER, 'fault.after');
     if (fault.times !== undefined) intIn(fault.times, 0, Number.MAX_SAFE_INTEGER, 'fault.times');
     if (fault.kind === 'delay') intIn(fault.ms, 0, 2 ** 31 - 1, 'fault.ms');
     if (fault.kind === 'result') intIn(fault.result, 0, 0xffffffff, 'fault.result');
+    if (fault.kind === 'execute-late') {
+      if (fault.ms !== undefined) intIn(fault.ms, 0, 2 ** 31 - 1, 'fault.ms');
+      if (fault.overtakenBy !== undefined) intIn(fault.overtakenBy, 0, Number.MAX_SAFE_INTEGER, 'fault.overtakenBy');
+    }
+    if (fault.kind === 'close-mid-payload' && fault.bytes !== undefined) {
+      intIn(fault.bytes, 0, 0xffffffff, 'fault.bytes');
+    }
     return n.inject(fault);
   }
 

@@ -9,4 +9,4 @@
  *   await sheep.close();
  */
 export { startMemorySheep } from './embedded.js';
-export type { Fault, FaultHandle, FaultMatch, MemorySheep, MemorySheepOptions } from './types.js';
+export type { Fault, FaultHandle, FaultMatch, InjectedFault, MemorySheep, MemorySheepOptions } from './types.js';

@@ -12,7 +12,7 @@ import { decodeRequest, encodeResponse, type Request, responseFor } from '../pro
 import { formatAddress } from '../lib/util/address.js';
 import type { NodeRecord, Reply, SheepCluster } from './cluster.js';
 import { dispatch, type NodeCounters, type NodeCtx, newCounters } from './ops.js';
-import type { Fault, FaultHandle } from './types.js';
+import type { Fault, InjectedFault } from './types.js';
 
 /** Requests a connection may have in flight (received, not yet answered) before we stop reading it. */
 export const MAX_OUTSTANDING = 256;
@@ -24,7 +24,29 @@ export const MAX_CONNECTIONS = 4096;
 interface InstalledFault {
   fault: Fault;
   seen: number;
+  /** Requests taken (the handle's `hits`). */
   applied: number;
+  executed: number;
+  replied: number;
+  /** Taken requests not yet done with. */
+  pending: number;
+  waiters: { ready: () => boolean; resolve: () => void }[];
+}
+
+/** Wake the waiters of `taken()` / `settled()` whose condition now holds. */
+function changed(f: InstalledFault): void {
+  if (f.waiters.length === 0) return;
+  f.waiters = f.waiters.filter((w) => {
+    if (!w.ready()) return true;
+    w.resolve();
+    return false;
+  });
+}
+
+/** A request the fault took is done with (executed or discarded, answered or not). */
+function done(f: InstalledFault): void {
+  f.pending--;
+  changed(f);
 }
 
 interface Frame {
@@ -32,10 +54,27 @@ interface Frame {
   b: Uint8Array;
 }
 
+/** A request an `execute-late` fault holds on its node. */
+interface Held {
+  conn: Conn;
+  req: Request;
+  frame: Frame;
+  /** Arrival number on the node. */
+  seq: number;
+  fault: InstalledFault;
+  /** Later requests still to be applied before this one. */
+  remaining: number;
+  timeUp: boolean;
+  timer: NodeJS.Timeout | undefined;
+  gone: boolean;
+}
+
 type Parts = [Uint8Array, Uint8Array | undefined];
 interface Out {
   parts: Parts;
   after: (() => void) | undefined;
+  /** Called once: the reply was written (true) or dropped (false). */
+  sent?: (written: boolean) => void;
 }
 
 export interface ServerEnv {
@@ -60,6 +99,10 @@ export class SheepNode implements NodeCtx {
   readonly counters: NodeCounters = newCounters();
   readonly conns = new Set<Conn>();
   faults: InstalledFault[] = [];
+  /** Requests handled on this node so far (their arrival numbers). */
+  seq = 0;
+  /** Requests `execute-late` faults hold, in arrival order. */
+  private held: Held[] = [];
   up = false;
   private server: net.Server | undefined;
   /** Every accepted socket until it closes (graceful closes may linger). */
@@ -109,6 +152,7 @@ export class SheepNode implements NodeCtx {
     const server = this.server;
     this.server = undefined;
     for (const c of [...this.conns]) c.close(graceful);
+    this.discardHeld();
     if (server) this.closing.push(new Promise<void>((resolve) => server.close(() => resolve())));
     if (!graceful) await Promise.all(this.closing);
   }
@@ -139,29 +183,116 @@ export class SheepNode implements NodeCtx {
     this.env.shutdownAll();
   }
 
-  inject(fault: Fault): FaultHandle {
-    const f: InstalledFault = { fault: { ...fault }, seen: 0, applied: 0 };
+  inject(fault: Fault): InjectedFault {
+    const f: InstalledFault = {
+      fault: { ...fault },
+      seen: 0,
+      applied: 0,
+      executed: 0,
+      replied: 0,
+      pending: 0,
+      waiters: [],
+    };
     this.faults.push(f);
+    const wait = (ready: () => boolean): Promise<void> =>
+      ready() ? Promise.resolve() : new Promise((resolve) => f.waiters.push({ ready, resolve }));
     return {
       remove: () => {
         this.faults = this.faults.filter((x) => x !== f);
       },
+      get hits() {
+        return f.applied;
+      },
+      get executed() {
+        return f.executed;
+      },
+      get replied() {
+        return f.replied;
+      },
+      taken: (n = 1) => wait(() => f.applied >= n),
+      settled: () => wait(() => f.pending === 0),
     };
   }
 
-  /** The fault (if any) that applies to the next request with this opcode. */
-  takeFault(opcode: number): Fault | undefined {
-    let chosen: Fault | undefined;
+  /**
+   * The fault (if any) that takes this request. `atHeader`: only the faults
+   * decided when a request's header arrives (`close-mid-payload`), which see
+   * only requests carrying a payload; otherwise every other kind.
+   */
+  takeFault(req: Request, atHeader = false): InstalledFault | undefined {
+    let chosen: InstalledFault | undefined;
     for (const f of this.faults) {
-      if (f.fault.opcode !== undefined && f.fault.opcode !== opcode) continue;
+      if ((f.fault.kind === 'close-mid-payload') !== atHeader) continue;
+      if (f.fault.opcode !== undefined && f.fault.opcode !== req.opcode) continue;
+      if (f.fault.oid !== undefined && (req.kind !== 'obj' || req.oid !== f.fault.oid)) continue;
       f.seen++;
       if (chosen) continue;
       if (f.seen <= (f.fault.after ?? 0)) continue;
       if (f.fault.times !== undefined && f.applied >= f.fault.times) continue;
       f.applied++;
-      chosen = f.fault;
+      f.pending++;
+      chosen = f;
     }
+    if (chosen) changed(chosen);
     return chosen;
+  }
+
+  /** Hold a request until `ms` have passed and `overtakenBy` later requests were applied on this node. */
+  hold(
+    conn: Conn,
+    req: Request,
+    frame: Frame,
+    seq: number,
+    fault: InstalledFault,
+    ms: number,
+    overtakenBy: number,
+  ): void {
+    const h: Held = {
+      conn,
+      req,
+      frame,
+      seq,
+      fault,
+      remaining: overtakenBy,
+      timeUp: false,
+      timer: undefined,
+      gone: false,
+    };
+    this.held.push(h);
+    h.timer = setTimeout(() => {
+      h.timer = undefined;
+      h.timeUp = true;
+      if (h.remaining <= 0) this.release(h);
+    }, ms);
+  }
+
+  /** The request that arrived as number `seq` was applied: it overtakes the held requests that came before it. */
+  noteApplied(seq: number): void {
+    if (this.held.length === 0) return;
+    for (const h of this.held) {
+      if (h.seq >= seq || h.remaining <= 0) continue;
+      h.remaining--;
+      if (h.remaining === 0 && h.timeUp) setImmediate(() => this.release(h));
+    }
+  }
+
+  private release(h: Held): void {
+    if (h.gone) return;
+    h.gone = true;
+    this.held = this.held.filter((x) => x !== h);
+    // sheep runs a request it has fully received even when its client is gone (the reply is dropped)
+    h.conn.runHeld(h);
+  }
+
+  /** The node stops: the requests it holds die with it. */
+  private discardHeld(): void {
+    const held = this.held;
+    this.held = [];
+    for (const h of held) {
+      h.gone = true;
+      if (h.timer) clearTimeout(h.timer);
+      done(h.fault);
+    }
   }
 }
 
@@ -174,7 +305,12 @@ export class Conn {
   private outstanding = 0;
   private batch: Out[] = [];
   private flushScheduled = false;
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Pending reply timers, each with what to do when the connection closes first. */
+  private readonly timers = new Map<NodeJS.Timeout, () => void>();
+  /** Requests stalled on this connection, done with when it closes. */
+  private stalled: InstalledFault[] = [];
+  /** A `close-mid-payload` fault took the request whose payload is arriving. */
+  private cut: { fault: InstalledFault; at: number; complete: boolean } | undefined;
   private pumping = false;
   private waitingDrain = false;
   dead = false;
@@ -185,6 +321,10 @@ export class Conn {
     this.decoder = new FrameDecoder({
       direction: 'request',
       maxDataLength: node.env.maxDataLength ?? DEFAULT_MAX_DATA_LENGTH,
+      bodyTarget: (h, len) => {
+        this.onPayloadHeader(h, len);
+        return undefined;
+      },
     });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -200,7 +340,9 @@ export class Conn {
     if (this.dead) return;
     try {
       this.decoder.push(chunk, (h, b) => {
-        this.queue.push({ h, b });
+        // the cut request and whatever follows it are never received
+        if (this.cut) this.cut.complete = true;
+        else this.queue.push({ h, b });
       });
     } catch {
       // garbage, truncated or oversize frames: drop this connection only
@@ -208,6 +350,16 @@ export class Conn {
       return;
     }
     this.pump();
+    const cut = this.cut;
+    if (cut && !this.dead && (cut.complete || this.decoder.buffered - HEADER_SIZE >= cut.at)) this.close(false);
+  }
+
+  /** A request header announcing a payload arrived: a `close-mid-payload` fault may take it. */
+  private onPayloadHeader(h: Uint8Array, len: number): void {
+    if (this.cut || this.node.faults.length === 0) return;
+    const f = this.node.takeFault(decodeRequest(h), true);
+    if (!f || f.fault.kind !== 'close-mid-payload') return;
+    this.cut = { fault: f, at: Math.max(0, Math.min(f.fault.bytes ?? Math.floor(len / 2), len - 1)), complete: false };
   }
 
   private blocked(): boolean {
@@ -255,42 +407,47 @@ export class Conn {
       this.close(false);
       return;
     }
-    const fault = this.node.takeFault(req.opcode);
+    const seq = ++this.node.seq;
+    const inst = this.node.faults.length === 0 ? undefined : this.node.takeFault(req);
     this.outstanding++;
-    if (!fault) {
-      this.send(this.compute(req, f));
+    if (!inst) {
+      this.send(this.compute(req, f, seq));
       return;
     }
+    const fault = inst.fault;
     switch (fault.kind) {
       case 'stall':
+        this.stalled.push(inst);
         return; // never answered; stays outstanding
       case 'drop':
         this.close(false);
+        done(inst);
         return;
       case 'result':
-        this.send({ parts: this.encode(req, { result: fault.result >>> 0 }), after: undefined });
+        this.send(this.track({ parts: this.encode(req, { result: fault.result >>> 0 }), after: undefined }, inst));
         return;
       case 'delay': {
-        const reply = this.compute(req, f);
+        const reply = this.track(this.execute(req, f, seq, inst), inst);
         const t = setTimeout(() => {
           this.timers.delete(t);
           this.send(reply);
         }, fault.ms);
-        this.timers.add(t);
+        this.timers.set(t, () => done(inst));
         return;
       }
       case 'dropMidFrame': {
-        const [h, b] = this.compute(req, f).parts;
+        const [h, b] = this.execute(req, f, seq, inst).parts;
         const whole = b ? Buffer.concat([h, b]) : Buffer.from(h);
         this.socket.write(whole.subarray(0, Math.max(1, Math.floor(whole.length / 2))));
         this.close(true);
+        done(inst);
         return;
       }
       case 'unknownId': {
-        const out = this.compute(req, f);
+        const out = this.execute(req, f, seq, inst);
         const h = Buffer.from(out.parts[0]);
         h.writeUInt32LE((req.id + 0x80000000) >>> 0, 8);
-        this.send({ parts: [h, out.parts[1]], after: out.after });
+        this.send(this.track({ parts: [h, out.parts[1]], after: out.after }, inst));
         return;
       }
       case 'corruptHeader': {
@@ -299,13 +456,51 @@ export class Conn {
         h[1] = 0xff;
         h.writeUInt32LE((req.id ^ 0xffffffff) >>> 0, 8);
         h.writeUInt32LE(0xfffffff0, 12);
-        this.send({ parts: [h, undefined], after: undefined });
+        this.send(this.track({ parts: [h, undefined], after: undefined }, inst));
         return;
       }
+      case 'execute-drop-reply': {
+        const out = this.execute(req, f, seq, inst);
+        this.outstanding--; // done in the sheep; the reply is lost
+        if (out.after) setImmediate(out.after);
+        done(inst);
+        return;
+      }
+      case 'drop-before-execute':
+        this.outstanding--; // the request is gone without a trace
+        done(inst);
+        return;
+      case 'execute-late':
+        this.node.hold(this, req, f, seq, inst, fault.ms ?? 0, fault.overtakenBy ?? 1);
+        return; // stays outstanding until it runs
+      case 'close-mid-payload':
+        return; // taken when its header arrived (onPayloadHeader), never here
     }
   }
 
-  private compute(req: Request, f: Frame): Out {
+  /** Run a request an `execute-late` fault held; its reply is dropped if this connection is gone. */
+  runHeld(h: Held): void {
+    this.send(this.track(this.execute(h.req, h.frame, h.seq, h.fault), h.fault));
+  }
+
+  private execute(req: Request, f: Frame, seq: number, inst: InstalledFault): Out {
+    const out = this.compute(req, f, seq);
+    inst.executed++;
+    return out;
+  }
+
+  /** The reply of a request a fault took: count it and mark the request done once it is written or dropped. */
+  private track(out: Out, inst: InstalledFault): Out {
+    return {
+      ...out,
+      sent: (written) => {
+        if (written) inst.replied++;
+        done(inst);
+      },
+    };
+  }
+
+  private compute(req: Request, f: Frame, seq: number): Out {
     const env = this.node.env;
     try {
       const reply: Reply = dispatch({ cluster: env.cluster, node: this.node, req, hdr: f.h, body: f.b });
@@ -313,6 +508,8 @@ export class Conn {
     } catch (e) {
       env.onInternalError(e);
       return { parts: this.encode(req, { result: Result.SYSTEM_ERROR }), after: undefined };
+    } finally {
+      this.node.noteApplied(seq);
     }
   }
 
@@ -356,6 +553,7 @@ export class Conn {
     if (this.dead) {
       this.outstanding--;
       out.after?.();
+      out.sent?.(false);
       return;
     }
     if (this.node.env.reorder() && !this.node.env.nullMode) {
@@ -382,6 +580,7 @@ export class Conn {
     const after = out.after;
     if (this.dead) {
       after?.();
+      out.sent?.(false);
       return;
     }
     const [h, b] = out.parts;
@@ -389,6 +588,7 @@ export class Conn {
     this.socket.write(h);
     if (b) this.socket.write(b);
     this.socket.uncork();
+    out.sent?.(true);
     if (after) setImmediate(after);
     if (!this.pumping) this.pump();
   }
@@ -397,13 +597,22 @@ export class Conn {
   close(graceful: boolean): void {
     if (this.dead) return;
     this.dead = true;
-    for (const t of this.timers) clearTimeout(t);
+    for (const [t, cancel] of this.timers) {
+      clearTimeout(t);
+      cancel();
+    }
     this.timers.clear();
     this.queue = [];
     this.qHead = 0;
     const held = this.batch;
     this.batch = [];
-    for (const x of held) if (x.after) setImmediate(x.after);
+    for (const x of held) {
+      if (x.after) setImmediate(x.after);
+      x.sent?.(false);
+    }
+    for (const f of this.stalled) done(f);
+    this.stalled = [];
+    if (this.cut) done(this.cut.fault); // never applied: sheep drops a partially received request
     this.node.conns.delete(this);
     if (graceful) {
       this.socket.end();

@@ -38,6 +38,8 @@ export interface MemorySheepOptions {
 export interface FaultMatch {
   /** Only requests with this opcode (default: any). */
   opcode?: number;
+  /** Only object requests (READ_OBJ, WRITE_OBJ, CREATE_AND_WRITE_OBJ…) of this object id (default: any). */
+  oid?: bigint;
   /** Let this many matching requests through first (default 0). */
   after?: number;
   /** Apply to this many matching requests, then expire (default: unlimited). */
@@ -53,10 +55,32 @@ export type Fault = FaultMatch &
     | { kind: 'result'; result: number } // answer this result code instead
     | { kind: 'unknownId' } // answer with an id nobody sent
     | { kind: 'corruptHeader' } // answer with a garbage header
+    | { kind: 'execute-drop-reply' } // apply the request, never answer
+    | { kind: 'execute-late'; ms?: number; overtakenBy?: number } // apply (and answer) after later requests
+    | { kind: 'drop-before-execute' } // never apply, never answer
+    | { kind: 'close-mid-payload'; bytes?: number } // close while the request's payload arrives; never applied
   );
 
 export interface FaultHandle {
   remove(): void;
+}
+
+/** What `MemorySheep.inject` returns: the handle, plus what the fault has done so far. */
+export interface InjectedFault extends FaultHandle {
+  /** Requests the fault has taken. */
+  readonly hits: number;
+  /** Of those, requests the sheep executed (applied to the cluster state). */
+  readonly executed: number;
+  /** Of those, requests whose reply frame (possibly an altered one) was written to the connection. */
+  readonly replied: number;
+  /** Resolves once the fault has taken `n` requests in all (default 1). */
+  taken(n?: number): Promise<void>;
+  /**
+   * Resolves once every request taken so far is done with: executed or
+   * discarded, answered or not (a stalled request is done when its
+   * connection closes, a held one when it runs or its node stops).
+   */
+  settled(): Promise<void>;
 }
 
 export interface MemorySheep {
@@ -67,7 +91,7 @@ export interface MemorySheep {
   /** Start node i again on the same port. */
   startNode(i: number): Promise<void>;
   /** Install a fault on node i. */
-  inject(i: number, fault: Fault): FaultHandle;
+  inject(i: number, fault: Fault): InjectedFault;
   /** Remove every fault (of node i, or of all nodes). */
   clearFaults(i?: number): void;
   /** Turn deliberate reply reordering on or off. */
