@@ -3,6 +3,7 @@
 import t, { type Test } from 'tap';
 import { type EmbeddedSheep, startEmbeddedSheep } from '../../testing/embedded.js';
 import {
+  bitmapSetBits,
   bitmapTest,
   decodeVdiAttr,
   decodeVdiStates,
@@ -14,6 +15,7 @@ import {
   plainRequest,
   Result,
   SD_ATTR_OBJ_SIZE,
+  SD_NR_VDIS,
   sdHashVdi,
   VDI_BITMAP_SIZE,
   VDI_STATE_SIZE,
@@ -254,6 +256,78 @@ t.test('DEL_VDI refuses an index with objects (name kept), deletes once it is ze
   // DEL_VDI of a missing VDI
   const missing = await c.call(vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: 256 }), nameBody('nosuch'));
   t.equal(missing.rsp.result, Result.NO_VDI);
+});
+
+t.test('DEL_VDI with objects still indexed, as sheep 1.0 answers it', async (t) => {
+  // delete_vdi_work() finds a non-zero data_vdi_id[] slot: "still has objects", the inode is
+  // left as it is, and vdi_delete() still answers SUCCESS with the vid; post_cluster_del_vdi()
+  // then sets the deleted bit and marks the vdi_state entry deleted (it checks only the result).
+  const { c, dog } = await cluster(t);
+  const v = await dog.create('eps', 8 * MiB);
+  await dog.write('eps', 0, Buffer.from('kept'));
+  await dog.create('other', MiB);
+  const bitmaps = async (): Promise<{ inuse: Buffer; del: Buffer }> => ({
+    inuse: (await c.call(plainRequest(Op.READ_VDIS, { dataLength: VDI_BITMAP_SIZE }))).body,
+    del: (await c.call(plainRequest(Op.READ_DEL_VDIS, { dataLength: VDI_BITMAP_SIZE }))).body,
+  });
+  const r = await c.call(vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: 256 }), nameBody('eps'));
+  t.equal(r.rsp.result, Result.SUCCESS);
+  t.equal(vid(r), v);
+  const h = await dog.header(v);
+  t.equal(h.name, 'eps', 'name kept');
+  t.equal(h.vdiSize, BigInt(8 * MiB), 'size kept');
+  t.equal(await dog.slot(v, 0), v, 'index kept');
+  const { inuse, del } = await bitmaps();
+  t.ok(bitmapTest(inuse, v), 'still in the in-use bitmap');
+  t.ok(bitmapTest(del, v), 'and in the deleted bitmap');
+  // dog vdi list (parse_vdi): every in-use vid without the deleted bit, by its inode's name
+  const listed: string[] = [];
+  for (const x of bitmapSetBits(inuse, SD_NR_VDIS)) {
+    if (!bitmapTest(del, x)) listed.push((await dog.header(x)).name);
+  }
+  t.notOk(listed.includes('eps'), '`dog vdi list` does not show it');
+  t.ok(listed.includes('other'), 'but shows the others');
+  // while the lookup (fill_vdi_info_range scans in-use | deleted bits by name) still finds it
+  const info = await getVdiInfo(c, 'eps');
+  t.equal(info.rsp.result, Result.SUCCESS, 'GET_VDI_INFO finds it');
+  t.equal(vid(info), v);
+  t.equal((await newVdi(c, 'eps', BigInt(MiB))).rsp.result, Result.VDI_EXIST, 'NEW_VDI of the name: VDI_EXIST');
+  t.equal((await vdiStates(c)).find((s) => s.vid === v)?.deleted, 1, 'vdi_state says deleted');
+  t.equal((await dog.read(v, 0, 4)).toString(), 'kept', 'its data is still there');
+  // a second DEL_VDI is the same again
+  const r2 = await c.call(vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: 256 }), nameBody('eps'));
+  t.equal(r2.rsp.result, Result.SUCCESS);
+  t.equal((await dog.header(v)).name, 'eps');
+});
+
+t.test('CREATE_AND_WRITE_OBJ to a deleted VDI creates the object; a deleted snapshot stays read-only', async (t) => {
+  // gateway_create_and_write_obj() refuses only oid_is_readonly(): the vdi_state entry's
+  // snapshot flag. Deleting does not remove the entry (without RECYCLE_VID), nor check it.
+  const { c, dog, sheep } = await cluster(t);
+  const v = await dog.create('zeta', 8 * MiB);
+  await dog.write('zeta', 0, Buffer.from('x'));
+  t.equal((await dog.delete('zeta')).rsp.result, Result.SUCCESS);
+  t.equal((await dog.header(v)).name, '', 'fully deleted');
+  t.equal((await getVdiInfo(c, 'zeta')).rsp.result, Result.NO_VDI);
+  const objects = sheep.stats.objects;
+  const oid = vidToDataOid(v, 1);
+  t.equal((await createObj(c, oid, 10, Buffer.from('orphan'))).rsp.result, Result.SUCCESS, 'created');
+  t.equal(sheep.stats.objects, objects + 1);
+  const back = await readObj(c, oid, 0, 16);
+  t.equal(back.rsp.result, Result.SUCCESS);
+  t.same([...back.body.subarray(0, 10)], new Array(10).fill(0), 'zeros around the data');
+  t.equal(back.body.subarray(10).toString(), 'orphan');
+  t.equal((await writeObj(c, oid, 0, Buffer.from('w'))).rsp.result, Result.SUCCESS, 'and WRITE_OBJ to it works');
+  t.equal(await dog.slot(v, 1), 0, 'the (cleared) inode does not index it');
+
+  // a deleted snapshot: its entry keeps the snapshot flag, so its data objects stay READONLY
+  await dog.create('eta', 8 * MiB);
+  await dog.write('eta', 0, Buffer.from('y'));
+  const [snap] = await dog.snapshot('eta', 'old');
+  t.equal((await dog.delete('eta', 'old')).rsp.result, Result.SUCCESS);
+  t.equal((await vdiStates(c)).find((s) => s.vid === snap)?.deleted, 1);
+  t.equal((await createObj(c, vidToDataOid(snap, 3), 0, Buffer.from('z'))).rsp.result, Result.READONLY);
+  t.same(sheep.internalErrors, []);
 });
 
 t.test('reclaim: zeroing index entries drops references, ledgers keep shared objects', async (t) => {
