@@ -22,8 +22,16 @@ const list: Deadlined[] = [];
 let sweeper: NodeJS.Timeout | undefined;
 /** Deadlines armed in the list (not fired, not cancelled). The sweep runs only while there are some. */
 let live = 0;
+/**
+ * A sweep is iterating `list`: a deadline callback may cancel the last other
+ * live deadline (a request settling others, a connection destroyed), which
+ * must not truncate the list under the loop; the sweep stops the interval
+ * itself once it is done.
+ */
+let sweeping = false;
 
 function stopSweeper(): void {
+  if (sweeping) return; // sweep() compacts the list and stops the interval when it ends
   if (sweeper !== undefined) clearInterval(sweeper);
   sweeper = undefined;
   list.length = 0; // every entry left is cancelled
@@ -37,26 +45,34 @@ function fireNative(d: Deadlined): void {
 }
 
 function sweep(): void {
+  if (sweeping) return;
+  sweeping = true;
   const now = performance.now();
   const n = list.length;
   let w = 0;
-  for (let r = 0; r < n; r++) {
-    const d = list[r] as Deadlined;
-    if (d.deadline === 0 || d.timer !== undefined) continue;
-    if (d.deadline <= now) {
-      d.deadline = 0;
-      live--;
-      d.onDeadline();
-      continue;
+  let r = 0;
+  try {
+    for (; r < n; r++) {
+      const d = list[r] as Deadlined;
+      if (d.deadline === 0 || d.timer !== undefined) continue;
+      if (d.deadline <= now) {
+        d.deadline = 0;
+        live--;
+        d.onDeadline();
+        continue;
+      }
+      list[w++] = d;
     }
-    list[w++] = d;
-  }
-  // Entries added while firing sit after `n`: keep them.
-  for (let r = n; r < list.length; r++) list[w++] = list[r] as Deadlined;
-  list.length = w;
-  if (w === 0 && sweeper !== undefined) {
-    clearInterval(sweeper);
-    sweeper = undefined;
+  } finally {
+    // Entries not reached (a callback threw: it is rethrown) and entries
+    // added while firing (after `n`) are kept, cancelled ones dropped.
+    for (let i = r < n ? r + 1 : n; i < list.length; i++) {
+      const d = list[i] as Deadlined;
+      if (d.deadline !== 0) list[w++] = d;
+    }
+    list.length = w;
+    sweeping = false;
+    if (live === 0) stopSweeper();
   }
 }
 
@@ -87,6 +103,11 @@ export function disarmDeadline(d: Deadlined): void {
     clearTimeout(d.timer);
     d.timer = undefined;
   }
+}
+
+/** @internal Run one sweep now (tests: a deadline callback that cancels others). */
+export function sweepNow(): void {
+  sweep();
 }
 
 /** Deadlines waiting in the sweep list (tests, stats). */

@@ -15,7 +15,7 @@ import {
   isTransientResult,
   mayRetryResult,
 } from '../../lib/transport/policy.js';
-import { armDeadline, disarmDeadline, pendingDeadlines } from '../../lib/util/timers.js';
+import { armDeadline, disarmDeadline, pendingDeadlines, sweepNow } from '../../lib/util/timers.js';
 import type { RequestTraceContext } from '../../lib/util/diagnostics.js';
 import { FakeSheep } from './fake-sheep.js';
 
@@ -159,6 +159,55 @@ t.test('deadline timers: short ones native, long ones swept', async (t) => {
   t.equal(pendingDeadlines(), 1);
   while (fired.length < 2) await new Promise((r) => setTimeout(r, 50));
   t.same(fired, ['short', 'long']);
+  t.equal(pendingDeadlines(), 0);
+});
+
+t.test('a swept deadline callback may cancel the other deadlines, or arm new ones', async (t) => {
+  const fired: string[] = [];
+  const mk = (name: string, then?: () => void) => ({
+    deadline: 0,
+    timer: undefined as NodeJS.Timeout | undefined,
+    onDeadline: () => {
+      fired.push(name);
+      then?.();
+    },
+  });
+  // `first` is due; its callback cancels the only other live deadline (the
+  // sweep's count drops to 0 in the middle of the loop), then `third` is
+  // cancelled too and `fresh` armed from inside the callback.
+  const second = mk('second');
+  const third = mk('third');
+  const fresh = mk('fresh');
+  const first = mk('first', () => {
+    disarmDeadline(second);
+    disarmDeadline(third);
+    armDeadline(fresh, 60_000);
+  });
+  armDeadline(first, 60_000);
+  armDeadline(second, 60_000);
+  armDeadline(third, 60_000);
+  first.deadline = performance.now() - 1; // due now, without waiting for it
+  t.doesNotThrow(() => sweepNow());
+  t.same(fired, ['first']);
+  t.equal(pendingDeadlines(), 1, 'the deadline armed while firing is kept');
+  // Cancelling it empties the sweep; a callback cancelling the last one stops it.
+  const last = mk('last', () => disarmDeadline(fresh));
+  armDeadline(last, 60_000);
+  last.deadline = performance.now() - 1;
+  t.doesNotThrow(() => sweepNow());
+  t.same(fired, ['first', 'last']);
+  t.equal(pendingDeadlines(), 0);
+  // A throwing callback is rethrown, and the deadlines after it stay armed.
+  const boom = mk('boom', () => {
+    throw new Error('boom');
+  });
+  const after = mk('after');
+  armDeadline(boom, 60_000);
+  armDeadline(after, 60_000);
+  boom.deadline = performance.now() - 1;
+  t.throws(() => sweepNow(), /boom/);
+  t.equal(pendingDeadlines(), 1);
+  disarmDeadline(after);
   t.equal(pendingDeadlines(), 0);
 });
 
