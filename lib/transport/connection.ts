@@ -10,7 +10,7 @@
  * - Writes are batched once per tick (cork/uncork); headers of one batch are
  *   copied into one slab, and a payload is written as its own buffer right
  *   after its header (no concatenation). `write() === false` stops the batch
- *   until 'drain'. TCP_NODELAY is on.
+ *   until 'drain'. TCP_NODELAY is on unless `noDelay: false`.
  * - The socket reads into one buffer per connection (`onread`: no new chunk
  *   and no stream machinery per read), decoded by the codec's FrameDecoder in
  *   `transient` mode; a reply body is received straight into a caller's
@@ -223,6 +223,7 @@ export class Connection {
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
   private readonly hooks: ConnectionHooks;
+  private readonly noDelay: boolean;
   private readonly inflight = new Map<number, ConnectionOp>();
   private nextId: number;
   private orphanCount = 0;
@@ -275,10 +276,11 @@ export class Connection {
     });
     const connectTimeout = opts.connectTimeout ?? 10_000;
     const keepAlive = opts.keepAlive ?? true;
+    this.noDelay = opts.noDelay ?? true;
     this.socket = net.connect({
       host: opts.host,
       port: opts.port,
-      noDelay: opts.noDelay ?? true,
+      noDelay: this.noDelay,
       keepAlive,
       keepAliveInitialDelay: opts.keepAliveInitialDelay ?? 60_000,
       // Read into one buffer per connection instead of a new chunk per read
@@ -679,7 +681,7 @@ export class Connection {
     this.connectTimer = undefined;
     if (this._state !== 'connecting' && this._state !== 'closing') return;
     if (this._state === 'connecting') this._state = 'ready';
-    this.socket.setNoDelay(true);
+    this.socket.setNoDelay(this.noDelay);
     if (connectChannel.hasSubscribers) {
       connectChannel.publish({
         node: this.node,

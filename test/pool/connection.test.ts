@@ -452,3 +452,19 @@ t.test('bad options', async (t) => {
   t.throws(() => new Connection({ host: '127.0.0.1', port: 1, initialId: -1 }), InvalidArgumentError);
   t.throws(() => new Connection({ host: '127.0.0.1', port: 1, maxInFlight: 0 }), InvalidArgumentError);
 });
+
+/** The socket's TCP_NODELAY setting as net.Socket records it (its kSetNoDelay slot). */
+function noDelayOf(conn: Connection): boolean | undefined {
+  const sock = Reflect.get(conn, 'socket') as import('node:net').Socket;
+  const k = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'kSetNoDelay');
+  return k === undefined ? undefined : (Reflect.get(sock, k) as boolean);
+}
+
+t.test('noDelay: on by default, off when asked', async (t) => {
+  const on = await setup(t);
+  t.equal(noDelayOf(on.conn), true, 'TCP_NODELAY on by default');
+  const off = await setup(t, {}, { noDelay: false });
+  t.equal(noDelayOf(off.conn), false, 'noDelay: false is honoured after connect');
+  const r = await off.conn.request(read(1n, 4));
+  t.same(Buffer.from(r.body), patternBody(1n, 0, 4), 'and the connection works');
+});

@@ -516,3 +516,16 @@ t.test('requests that time out while queued do not pile up in the queue', async 
   const r = await p.request(read(1n, 4), undefined, { timeout: 10_000 });
   t.same(Buffer.from(r.body), patternBody(1n, 0, 4));
 });
+
+t.test('noDelay: false reaches every connection of the pool', async (t) => {
+  const fakes = await fakeCluster(t, 2);
+  const p = pool(t, fakes, { connectionsPerNode: 1, noDelay: false });
+  await ready(p, 2);
+  const conns = [...(Reflect.get(p, 'owner') as Map<object, unknown>).keys()];
+  t.equal(conns.length, 2);
+  for (const c of conns) {
+    const sock = Reflect.get(c, 'socket') as object;
+    const k = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'kSetNoDelay');
+    t.equal(k === undefined ? undefined : Reflect.get(sock, k), false);
+  }
+});
