@@ -413,3 +413,17 @@ export class ImageTooLargeError extends InvalidArgumentError {
     this.volumeSize = volumeSize;
   }
 }
+
+/** The VDI cannot be deleted (or rolled back) now: a handle of this client has it open, or its lock is held. */
+export class VdiInUseError extends SheepdogError {
+  static override readonly brand: string = 'VdiInUseError';
+  /** The VDI's name. */
+  readonly vdi: string;
+  /** Who uses it: 'open' (a handle of this client) or 'locked' (LOCK_VDI held, by the listed nodes). */
+  readonly by: 'open' | 'locked';
+  constructor(message: string, vdi: string, by: 'open' | 'locked') {
+    super(message, 'SHEEPDOG_ERR_VDI_IN_USE');
+    this.vdi = vdi;
+    this.by = by;
+  }
+}

@@ -52,6 +52,7 @@ import {
   SheepdogError,
   SheepdogResponseError,
   VdiExistsError,
+  VdiInUseError,
   responseError,
 } from '../errors.js';
 import {
@@ -70,7 +71,8 @@ import { formatAddress } from '../util/address.js';
 import { runBounded } from '../util/bounded.js';
 import type { Reply, RequestOptions, Transport } from '../transport/types.js';
 import { FlatIndex, HyperIndex, type IndexIO, type VdiIndex } from '../vdi/vdi-index.js';
-import { Vdi, type VdiHost } from '../vdi/vdi.js';
+import { Vdi } from '../vdi/vdi.js';
+import { type VdiHost, VdiCore } from '../vdi/core.js';
 
 export interface ClientOptions extends PoolOptions {
   /** Use this transport instead of creating a pool (tests, custom routing). */
@@ -93,6 +95,16 @@ export interface CreateVdiOptions {
   /** Force the hyper-volume layout (B-tree index). Chosen automatically when the size needs it. */
   hyper?: boolean;
 }
+
+export interface DeleteVdiOptions {
+  /** Delete this snapshot (tag or id) instead of the working VDI. */
+  snapshot?: SnapshotRef;
+  /** Delete even if a handle of this client has it open or its lock is held. */
+  force?: boolean;
+}
+
+/** DEL_VDI rounds before deleteVdi gives up on a VDI a writer keeps allocating in. */
+const DELETE_ROUNDS = 8;
 
 export interface OpenVdiOptions {
   /** Open this snapshot (tag or id), read-only. */
@@ -192,6 +204,10 @@ export class SheepdogClient {
   readonly transport: Transport;
   private readonly maxConcurrency: number;
   private readonly readonlyRetries: number;
+  /** Shared state of the working VDIs open in this client, by name. */
+  private readonly states = new Map<string, VdiCore>();
+  /** The last snapshot queued per VDI name (snapshots of one VDI run one at a time). */
+  private readonly snapshotting = new Map<string, Promise<void>>();
   private readonly deleteBatch: number;
   private readonly indexIO: IndexIO;
   private readonly ownsTransport: boolean;
@@ -273,8 +289,12 @@ export class SheepdogClient {
       lookupWorking: (name) => this.lookup(name),
       loadInode: (vid) => this.loadInode(vid),
       releaseLock: (vid) => this.release(vid, LockType.NORMAL),
+      forget: (st) => {
+        if (this.states.get(st.name) === st) this.states.delete(st.name);
+      },
       maxConcurrency: this.maxConcurrency,
       readonlyRetries: this.readonlyRetries,
+      transientRetries: this.readonlyRetries,
     };
   }
 
@@ -484,8 +504,19 @@ export class SheepdogClient {
     if (lock && snap !== undefined) throw new InvalidArgumentError('a snapshot cannot be opened with a lock');
     const vid = await this.lookup(name, snap, lock);
     try {
+      // Handles of one working VDI share their state (gates, pending index
+      // updates): see lib/vdi/core.ts.
+      const shared = snap === undefined ? this.states.get(name) : undefined;
+      if (shared !== undefined) return new Vdi(shared, { locked: lock });
       const { header, index } = await this.loadInode(vid);
-      return new Vdi(this.host(), name, header, index, { snapshot: header.snapCtime !== 0n, locked: lock });
+      const snapshot = header.snapCtime !== 0n;
+      const st = new VdiCore(this.host(), name, header, index, snapshot);
+      if (!snapshot) {
+        const raced = this.states.get(name);
+        if (raced !== undefined) return new Vdi(raced, { locked: lock });
+        this.states.set(name, st);
+      }
+      return new Vdi(st, { locked: lock });
     } catch (e) {
       if (lock) await this.release(vid, LockType.NORMAL).catch(() => {});
       throw e;
@@ -535,6 +566,23 @@ export class SheepdogClient {
   async snapshotVdi(name: string, tag: string): Promise<SnapshotResult> {
     checkVdiName(name);
     checkTag(tag);
+    // The tag write and NEW_VDI are two steps: two snapshots of one VDI
+    // interleaved would lose a tag (sheepdog issue #330). This client runs
+    // them one at a time per VDI; other clients can still interleave.
+    const prev = this.snapshotting.get(name) ?? Promise.resolve();
+    const run = prev.then(() => this.snapshotOnce(name, tag));
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.snapshotting.set(name, tail);
+    void tail.then(() => {
+      if (this.snapshotting.get(name) === tail) this.snapshotting.delete(name);
+    });
+    return run;
+  }
+
+  private async snapshotOnce(name: string, tag: string): Promise<SnapshotResult> {
     try {
       await this.lookup(name, tag);
       throw new VdiExistsError(`snapshot tag ${JSON.stringify(tag)} of VDI ${name} exists already`);
@@ -602,10 +650,12 @@ export class SheepdogClient {
   }
 
   /** Roll a VDI back to a snapshot: the working VDI is deleted and re-made from the snapshot. */
-  async rollbackVdi(name: string, snapshot: SnapshotRef): Promise<VdiInfo> {
+  async rollbackVdi(name: string, snapshot: SnapshotRef, opts: { force?: boolean } = {}): Promise<VdiInfo> {
     checkVdiName(name);
     const h = await this.snapshotHeader(name, snapshot);
-    await this.deleteVdi(name);
+    // Refused while open here or locked (VdiInUseError), as deleteVdi: a
+    // handle left open would write into the deleted working VDI.
+    await this.deleteVdi(name, opts.force ? { force: true } : {});
     return this.newVdiFrom(name, h, `rollback VDI ${name}`);
   }
 
@@ -633,50 +683,86 @@ export class SheepdogClient {
    * intact and sheep walks it itself (zeroing it, as dog 1.0 does, leaves
    * depth 0 and makes sheep panic).
    */
-  async deleteVdi(name: string, opts: { snapshot?: SnapshotRef } = {}): Promise<void> {
+  async deleteVdi(name: string, opts: DeleteVdiOptions = {}): Promise<void> {
     checkVdiName(name);
     const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
     const vid = await this.lookup(name, snap);
-    const h = await this.readHeader(vid);
-    if (h.storePolicy !== StorePolicy.HYPER) {
-      const index = (await this.loadIndex(h)) as FlatIndex;
-      const oid = vidToVdiOid(vid);
-      const runs: [number, number][] = [];
-      const s = index.slots;
-      for (let i = 0; i < s.length;) {
-        if (s[i] === 0) {
-          i++;
-          continue;
-        }
-        const start = i;
-        while (i < s.length && s[i] !== 0 && i - start < this.deleteBatch) i++;
-        runs.push([start, i - start]);
-      }
-      const zeros = new Uint8Array(4 * this.deleteBatch);
-      await runBounded(runs, this.maxConcurrency, async ([start, n]) => {
-        await writeObject(this.transport, oid, dataVdiIdOffset(start), zeros.subarray(0, 4 * n));
-      });
-    }
-    const tag = typeof snap === 'string' ? snap : '';
-    const snapid = typeof snap === 'number' ? snap : 0;
-    try {
-      await this.call(
-        vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: NAME_TAG_BODY, snapid }),
-        `delete VDI ${name}`,
-        encodeVdiNameBody(name, tag),
-        [],
-        { idempotent: false },
-      );
-    } catch (e) {
-      if (!(e instanceof OutcomeUnknownError)) throw e;
-      // Reconcile: gone means it happened.
+    if (snap === undefined && !opts.force) await this.checkNotInUse(name, vid);
+    // Sheep answers SUCCESS to a DEL_VDI that found objects still indexed
+    // (a writer created some after the index was zeroed) and keeps the VDI:
+    // the outcome is checked, and the index zeroed again, a bounded number
+    // of rounds.
+    for (let round = 0; ; round++) {
+      const h = await this.readHeader(vid);
+      if (h.storePolicy !== StorePolicy.HYPER) await this.zeroIndex(h);
+      const tag = typeof snap === 'string' ? snap : '';
+      const snapid = typeof snap === 'number' ? snap : 0;
       try {
-        await this.lookup(name, snap);
-      } catch (e2) {
-        if (e2 instanceof NoVdiError || e2 instanceof NoTagError) return;
-        throw e2;
+        await this.call(
+          vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: NAME_TAG_BODY, snapid }),
+          `delete VDI ${name}`,
+          encodeVdiNameBody(name, tag),
+          [],
+          { idempotent: false },
+        );
+      } catch (e) {
+        if (!(e instanceof OutcomeUnknownError)) throw e;
+        // Reconciled below: gone means it happened.
       }
-      throw e;
+      try {
+        if ((await this.lookup(name, snap)) !== vid) return;
+      } catch (e) {
+        if (e instanceof NoVdiError || e instanceof NoTagError) return;
+        throw e;
+      }
+      if (round >= DELETE_ROUNDS) {
+        throw new VdiInUseError(
+          `VDI ${name} is still there after ${round + 1} deletes: a writer keeps allocating objects in it`,
+          name,
+          'open',
+        );
+      }
+    }
+  }
+
+  /** Zero every slot of a flat index, in runs of at most deleteBatch (the gateway reclaims the objects). */
+  private async zeroIndex(h: InodeHeader): Promise<void> {
+    const index = (await this.loadIndex(h)) as FlatIndex;
+    const oid = vidToVdiOid(h.vdiId);
+    const runs: [number, number][] = [];
+    const s = index.slots;
+    for (let i = 0; i < s.length;) {
+      if (s[i] === 0) {
+        i++;
+        continue;
+      }
+      const start = i;
+      while (i < s.length && s[i] !== 0 && i - start < this.deleteBatch) i++;
+      runs.push([start, i - start]);
+    }
+    const zeros = new Uint8Array(4 * this.deleteBatch);
+    await runBounded(runs, this.maxConcurrency, async ([start, n]) => {
+      await writeObject(this.transport, oid, dataVdiIdOffset(start), zeros.subarray(0, 4 * n));
+    });
+  }
+
+  /** Refuse to delete a working VDI a handle of this client has open, or whose lock is held. */
+  private async checkNotInUse(name: string, vid: number): Promise<void> {
+    const open = this.states.get(name);
+    if (open !== undefined && open.refs > 0) {
+      throw new VdiInUseError(
+        `VDI ${name} is open in this client (close its handles first, or pass force)`,
+        name,
+        'open',
+      );
+    }
+    const state = (await this.vdiStates()).find((s) => s.vid === vid);
+    if (state !== undefined && (state.lockState === LockState.LOCKED || state.lockState === LockState.SHARED)) {
+      throw new VdiInUseError(
+        `VDI ${name} is locked (in use by a client; unlock it first, or pass force)`,
+        name,
+        'locked',
+      );
     }
   }
 

@@ -21,6 +21,16 @@ export interface RequestOptions {
    * new one. The reply's `body` is then a view of it.
    */
   readInto?: Uint8Array;
+  /**
+   * Data-path semantics: once the request is on the wire, neither `signal`
+   * nor the deadline settles it early. It settles when the reply arrives,
+   * or when its connection is gone (a deadline passed with the request sent
+   * destroys the connection, and the pool replays or fails it as after any
+   * connection loss). The caller can then hold a per-object gate for exactly
+   * as long as the sheep may still act on the request. Requests not yet sent
+   * are still cancelled at once.
+   */
+  untilReply?: boolean;
 }
 
 export interface Reply {

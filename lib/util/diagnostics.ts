@@ -112,6 +112,8 @@ export const nodesChangedChannel = diagnostics_channel.channel('sheepdog:nodes:c
 export const requestRetryChannel = diagnostics_channel.channel('sheepdog:request:retry');
 export const lateReplyChannel = diagnostics_channel.channel('sheepdog:reply:late');
 export const protocolErrorChannel = diagnostics_channel.channel('sheepdog:protocol:error');
+/** A VDI write redone after a result sheep gives while it recovers: `{ vdi, reason, attempt }`. */
+export const vdiRetryChannel = diagnostics_channel.channel('sheepdog:vdi:retry');
 
 // ------------------------------------------------------------ NODE_DEBUG=sheepdog
 

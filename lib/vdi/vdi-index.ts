@@ -33,6 +33,13 @@ export interface VdiIndex {
   persist(io: IndexIO, inodeOid: bigint, idxs: readonly number[]): Promise<void>;
   /** Allocated objects, ascending: [idx, vid]. */
   entries(): Iterable<[number, number]>;
+  /**
+   * Run `fn` with no index write of this VDI in flight (hyper: in the queue
+   * of root writes, so a request that rewrites the root server-side, like
+   * DISCARD_OBJ, cannot race one of ours; flat: slots are written one by one,
+   * so `fn` just runs).
+   */
+  serialize<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** Max write of slots in one request (dog zeroes in batches of 128; allocation runs may be longer). */
@@ -76,6 +83,9 @@ export class FlatIndex implements VdiIndex {
       writes.push(io.write(inodeOid, dataVdiIdOffset(start), buf));
     }
     await settleAll(writes);
+  }
+  serialize<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
   }
   *entries(): Iterable<[number, number]> {
     const s = this.slots;
@@ -141,8 +151,14 @@ export class HyperIndex implements VdiIndex {
    * comes, so the last write holds every entry set before it.
    */
   persist(io: IndexIO, inodeOid: bigint, _idxs: readonly number[]): Promise<void> {
-    const run = this.tail.then(() => this.writeRoot(io, inodeOid));
-    this.tail = run.catch(() => {});
+    return this.serialize(() => this.writeRoot(io, inodeOid));
+  }
+  serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn);
+    this.tail = run.then(
+      () => {},
+      () => {},
+    );
     return run;
   }
   private async writeRoot(io: IndexIO, inodeOid: bigint): Promise<void> {

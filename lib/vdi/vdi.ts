@@ -1,56 +1,50 @@
 /**
  * An open VDI: byte offsets to object I/O. Reads split per object and run in
- * parallel; holes read as zeros without a request. Writes go to the VDI's own
- * objects (WRITE_OBJ), allocate (CREATE_AND_WRITE_OBJ), or copy-on-write from
- * the parent's object; new allocations are persisted in the inode index with
- * one WRITE_OBJ per contiguous run. A write that races a snapshot taken by
- * someone else (READONLY, or the VDI's vid changed before our index landed)
- * reloads the working VDI and is re-issued against it, so no acknowledged
- * write is lost. See docs/architecture.md, "data path".
+ * parallel; holes read as zeros without a request. Writes, discards and
+ * write-zeroes go through the write path (write-path.ts: per-object gates,
+ * index confirmation, the snapshot fence), which every handle of the same
+ * VDI in one client shares (core.ts). See docs/architecture.md, "the write
+ * path".
+ *
+ * Buffers: the SDK never reads a caller's buffer after the call's promise
+ * settled, and a write's promise does not settle while its bytes may still
+ * be sent. A buffer given to `readInto` is not written after its promise
+ * settled.
  */
 import { Readable, Writable } from 'node:stream';
 import { Op, Result, StorePolicy } from '../../protocol/constants.js';
 import { objRequest } from '../../protocol/header.js';
 import { vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
 import type { InodeHeader } from '../../protocol/records.js';
-import { InvalidArgumentError, PartialWriteError, ReadOnlyError, SheepdogError, responseError } from '../errors.js';
+import {
+  AbortError,
+  InvalidArgumentError,
+  NoObjError,
+  PartialWriteError,
+  ReadOnlyError,
+  SheepdogError,
+  TimeoutError,
+  responseError,
+} from '../errors.js';
 import { checkBytes } from '../client/names.js';
-import { type ObjPolicy, readObject, writeObjectResult } from '../client/objects.js';
+import type { RequestOptions } from '../transport/types.js';
 import { runBounded } from '../util/bounded.js';
-import type { Transport } from '../transport/types.js';
-import type { IndexIO, VdiIndex } from './vdi-index.js';
+import type { VdiHost, VdiCore } from './core.js';
+import { MAX_IO, discardRange, splitPieces, writeRange, writeZeroes } from './write-path.js';
 
-/** What an open VDI needs from the client that opened it. */
-export interface VdiHost {
-  readonly transport: Transport;
-  readonly indexIO: IndexIO;
-  /** The working vid of `name` now (GET_VDI_INFO: a cluster op, ordered with snapshots). */
-  lookupWorking(name: string): Promise<number>;
-  loadInode(vid: number): Promise<{ header: InodeHeader; index: VdiIndex }>;
-  releaseLock(vid: number): Promise<void>;
-  readonly maxConcurrency: number;
-  readonly readonlyRetries: number;
-}
-
+export type { VdiHost } from './core.js';
 /** Declared in lib/errors.ts; re-exported for importers of this module. */
 export { PartialWriteError };
 
-interface Piece {
-  idx: number;
-  /** Offset inside the object. */
-  within: number;
-  /** Offset inside the caller's buffer. */
-  pos: number;
-  len: number;
+/** Per-call options of every I/O method. */
+export interface IoOptions {
+  /** Abort the call: requests not yet sent are dropped; writes already sent are waited for. */
+  signal?: AbortSignal;
+  /** Milliseconds until the call fails with TimeoutError (same rules as `signal`). */
+  timeout?: number;
 }
 
 const ZERO_BLOCK = new Uint8Array(1 << 16);
-/**
- * Largest body of one object request. Objects can be up to 2 GiB (bss 31),
- * far over what a gateway accepts in one frame (our pool and the embedded
- * sheep default to 64 MiB): larger pieces are split within the object.
- */
-const MAX_IO = 32 * 2 ** 20;
 
 export interface ReadStreamOptions {
   start?: number;
@@ -71,6 +65,42 @@ export interface WriteStreamOptions {
   concurrency?: number;
 }
 
+/** A signal that fires on the caller's signal or after `timeout` ms; `done()` clears the timer. */
+interface CallSignal {
+  signal: AbortSignal | undefined;
+  done(): void;
+}
+const NO_CALL_SIGNAL: CallSignal = { signal: undefined, done() {} };
+
+export function callSignal(o: IoOptions | undefined, what: string): CallSignal {
+  if (o === undefined || (o.signal === undefined && o.timeout === undefined)) return NO_CALL_SIGNAL;
+  const { signal, timeout } = o;
+  if (timeout === undefined) return { signal, done() {} };
+  if (typeof timeout !== 'number' || !(timeout >= 0)) {
+    throw new InvalidArgumentError(`timeout must be a number of ms >= 0, got ${String(timeout)}`);
+  }
+  const ac = new AbortController();
+  const timer = setTimeout(() => {
+    ac.abort(new TimeoutError(`${what} timed out after ${timeout} ms`, { timeout }));
+  }, timeout);
+  const onAbort = (): void => ac.abort(signal?.reason);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: ac.signal,
+    done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
+function abortedError(signal: AbortSignal, what: string): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof SheepdogError) return reason;
+  return new AbortError(`${what} aborted`, { cause: reason });
+}
+
 export class Vdi {
   readonly name: string;
   /** True when opened as a snapshot (read-only). */
@@ -78,16 +108,7 @@ export class Vdi {
   readonly objectSize: number;
   readonly blockSizeShift: number;
   readonly storePolicy: number;
-  private header: InodeHeader;
-  private index: VdiIndex;
-  private readonly host: VdiHost;
-  private generation = 0;
-  private reloading: Promise<void> | undefined;
-  private readonly gates = new Map<number, Promise<void>>();
-  /** Objects created but whose index update has not been confirmed: resolves true when it held. */
-  private readonly unconfirmed = new Map<number, Promise<boolean>>();
-  /** Objects we created (slot = our vid in memory) whose index update failed: the next write re-persists them. */
-  private readonly unpersisted = new Set<number>();
+  private readonly state: VdiCore;
   private locked: boolean;
   /** The vid LOCK_VDI locked (a snapshot later moves the handle to a new vid; the lock stays on this one). */
   private readonly lockedVid: number;
@@ -96,18 +117,12 @@ export class Vdi {
   private flushSupported = true;
 
   /** @internal created by SheepdogClient.openVdi */
-  constructor(
-    host: VdiHost,
-    name: string,
-    header: InodeHeader,
-    index: VdiIndex,
-    o: { snapshot: boolean; locked: boolean },
-  ) {
-    this.host = host;
-    this.name = name;
-    this.header = header;
-    this.index = index;
-    this.snapshot = o.snapshot;
+  constructor(state: VdiCore, o: { locked: boolean }) {
+    const header = state.header;
+    this.state = state;
+    state.refs++;
+    this.name = state.name;
+    this.snapshot = state.snapshot;
     this.locked = o.locked;
     this.lockedVid = header.vdiId;
     this.blockSizeShift = header.blockSizeShift;
@@ -115,30 +130,30 @@ export class Vdi {
     this.storePolicy = header.storePolicy;
   }
 
+  private get host(): VdiHost {
+    return this.state.host;
+  }
+
   /** Size in bytes (as when opened or last refreshed). */
   get size(): number {
-    return Number(this.header.vdiSize);
+    return Number(this.state.header.vdiSize);
   }
   /** The vid this handle reads and writes (changes when a snapshot moves the working VDI). */
   get vid(): number {
-    return this.header.vdiId;
+    return this.state.header.vdiId;
   }
   get copies(): number {
-    return this.header.nrCopies;
+    return this.state.header.nrCopies;
   }
   get copyPolicy(): number {
-    return this.header.copyPolicy;
+    return this.state.header.copyPolicy;
   }
   get isHyper(): boolean {
     return this.storePolicy === StorePolicy.HYPER;
   }
   /** The inode header as last loaded. */
   get inode(): Readonly<InodeHeader> {
-    return this.header;
-  }
-
-  private get policy(): ObjPolicy {
-    return { copies: this.header.nrCopies, copyPolicy: this.header.copyPolicy };
+    return this.state.header;
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -164,35 +179,41 @@ export class Vdi {
     }
   }
 
-  /** Split a range per object, and large objects (bss > 25) into requests of at most `maxLen` bytes. */
-  private pieces(offset: number, length: number, maxLen = Infinity): Piece[] {
-    const out: Piece[] = [];
-    const os = this.objectSize;
-    let pos = 0;
-    while (pos < length) {
-      const abs = offset + pos;
-      const idx = Math.floor(abs / os);
-      const within = abs - idx * os;
-      const len = Math.min(os - within, length - pos, maxLen);
-      out.push({ idx, within, pos, len });
-      pos += len;
+  private checkWritable(): void {
+    if (this.snapshot) throw new ReadOnlyError(`VDI ${this.name} is open as a snapshot`);
+  }
+
+  /** Run `fn` under the call's signal/timeout, tracked by close(). */
+  private call<T>(
+    o: IoOptions | undefined,
+    what: string,
+    fn: (signal: AbortSignal | undefined) => Promise<T>,
+  ): Promise<T> {
+    const cs = callSignal(o, what);
+    if (cs.signal?.aborted) {
+      cs.done();
+      return Promise.reject(abortedError(cs.signal, what));
     }
-    return out;
+    const p = fn(cs.signal);
+    if (cs !== NO_CALL_SIGNAL) p.then(cs.done, cs.done);
+    return this.track(p);
   }
 
   /** Read `length` bytes at `offset`. Holes read as zeros. */
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, o?: IoOptions): Promise<Buffer> {
     this.checkOpen();
     this.checkRange(offset, length);
     const out = Buffer.allocUnsafe(length);
-    return this.track(this.readAt(out, offset, out));
+    if (o === undefined) return this.track(this.readAt(out, offset, out, undefined));
+    return this.call(o, `read of ${this.name}`, (signal) => this.readAt(out, offset, out, signal));
   }
 
   /** Read into `buf` (all of it) from `offset`. */
-  async readInto(buf: Uint8Array, offset: number): Promise<void> {
+  async readInto(buf: Uint8Array, offset: number, o?: IoOptions): Promise<void> {
     this.checkOpen();
     this.checkRange(offset, buf.length);
-    await this.readAt(buf, offset, undefined);
+    if (o === undefined) return this.track(this.readAt(buf, offset, undefined, undefined));
+    return this.call(o, `read of ${this.name}`, (signal) => this.readAt(buf, offset, undefined, signal));
   }
 
   /**
@@ -200,252 +221,86 @@ export class Vdi {
    * A range inside one object is one request with no fan-out machinery (the
    * common case: this is the per-request hot path of small reads).
    */
-  private readAt<T>(buf: Uint8Array, offset: number, ret: T): Promise<T> {
+  private readAt<T>(buf: Uint8Array, offset: number, ret: T, signal: AbortSignal | undefined): Promise<T> {
     const os = this.objectSize;
     const idx = Math.floor(offset / os);
     const within = offset - idx * os;
     if (buf.length > 0 && buf.length <= MAX_IO && within + buf.length <= os)
-      return this.readPiece(buf, idx, within, ret);
-    return runBounded(this.pieces(offset, buf.length, MAX_IO), this.host.maxConcurrency, (p) =>
-      this.readPiece(buf.subarray(p.pos, p.pos + p.len), p.idx, p.within, undefined),
+      return this.readPiece(buf, idx, within, ret, signal);
+    return runBounded(splitPieces(os, offset, buf.length, MAX_IO), this.host.maxConcurrency, (p) =>
+      this.readPiece(buf.subarray(p.pos, p.pos + p.len), p.idx, p.within, undefined, signal),
     ).then(() => ret);
   }
 
   /** Read object `idx` from `within` into all of `dst` (zeros for a hole); resolves with `ret`. */
-  private async readPiece<T>(dst: Uint8Array, idx: number, within: number, ret: T): Promise<T> {
-    const v = this.index.get(idx);
-    if (v === 0) {
-      dst.fill(0);
-      return ret;
+  private async readPiece<T>(
+    dst: Uint8Array,
+    idx: number,
+    within: number,
+    ret: T,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    const st = this.state;
+    for (let attempt = 0; ; attempt++) {
+      const v = st.index.get(idx);
+      if (v === 0) {
+        dst.fill(0);
+        return ret;
+      }
+      const len = dst.length;
+      const h = st.header;
+      const gen = st.generation;
+      const opts: RequestOptions = signal === undefined ? { readInto: dst } : { readInto: dst, signal };
+      const r = await this.host.transport.request(
+        objRequest(Op.READ_OBJ, {
+          oid: vidToDataOid(v, idx),
+          offset: within,
+          dataLength: len,
+          copies: h.nrCopies,
+          copyPolicy: h.copyPolicy,
+        }),
+        undefined,
+        opts,
+      );
+      const res = r.header.result;
+      if (res === Result.SUCCESS) {
+        const body = r.body;
+        if (body.buffer !== dst.buffer || body.byteOffset !== dst.byteOffset) dst.set(body.subarray(0, len));
+        if (body.length < len) dst.fill(0, body.length);
+        return ret;
+      }
+      // NO_OBJ for an object the index names: it was unmapped meanwhile (a
+      // discard, here or elsewhere), or the cluster is recovering it. Look
+      // again at the index (reloaded), bounded.
+      if (res !== Result.NO_OBJ || attempt >= this.host.transientRetries) {
+        if (res === Result.NO_OBJ) throw new NoObjError(`read of ${this.name}: object ${idx} is indexed but missing`);
+        throw responseError(res, `read of ${this.name}`, r.node);
+      }
+      if (st.index.get(idx) === v && st.generation === gen) {
+        await new Promise((res2) => setTimeout(res2, Math.min(10 * 2 ** attempt, 1000)));
+        if (this.snapshot) await st.refreshSnapshot(signal);
+        else await st.reload(gen, signal);
+      }
     }
-    const len = dst.length;
-    const h = this.header;
-    const body = await readObject(
-      this.host.transport,
-      vidToDataOid(v, idx),
-      within,
-      len,
-      { readInto: dst },
-      { copies: h.nrCopies, copyPolicy: h.copyPolicy },
-    );
-    if (body.buffer !== dst.buffer || body.byteOffset !== dst.byteOffset) dst.set(body.subarray(0, len));
-    if (body.length < len) dst.fill(0, body.length);
-    return ret;
   }
 
   /** Write all of `data` at `offset`. */
-  async write(data: Uint8Array, offset: number): Promise<void> {
+  async write(data: Uint8Array, offset: number, o?: IoOptions): Promise<void> {
     this.checkOpen();
     if (!(data instanceof Uint8Array)) throw new InvalidArgumentError('data must be a Buffer or Uint8Array');
     this.checkRange(offset, data.length);
-    if (this.snapshot) throw new ReadOnlyError(`VDI ${this.name} is open as a snapshot`);
-    return this.track(this.writeAt(data, offset));
-  }
-
-  private writeAt(data: Uint8Array, offset: number): Promise<void> {
-    // Fast path: a range inside one object this VDI already owns, with no
-    // allocation of it in progress (no gate) and none awaiting confirmation:
-    // a plain WRITE_OBJ, as the general path below would send, without its
-    // bookkeeping (arrays, a confirmation promise, the fan-out).
-    const os = this.objectSize;
-    const idx = Math.floor(offset / os);
-    const within = offset - idx * os;
-    if (
-      data.length > 0 &&
-      data.length <= MAX_IO &&
-      within + data.length <= os &&
-      this.index.get(idx) === this.header.vdiId &&
-      !this.gates.has(idx) &&
-      !this.unconfirmed.has(idx) &&
-      !this.unpersisted.has(idx)
-    ) {
-      return this.overwrite(data, offset, idx, within);
-    }
-    return this.writeGeneral(data, offset, 0);
-  }
-
-  /** The fast path of writeAt; a READONLY answer continues in the general path, as its first attempt would. */
-  private async overwrite(data: Uint8Array, offset: number, idx: number, within: number): Promise<void> {
-    const h = this.header;
-    const gen = this.generation;
-    const r = await writeObjectResult(this.host.transport, vidToDataOid(h.vdiId, idx), within, data, {
-      policy: { copies: h.nrCopies, copyPolicy: h.copyPolicy },
-    });
-    if (r === Result.SUCCESS) return;
-    if (r !== Result.READONLY) throw responseError(r, `write to ${this.name}`);
-    if (this.host.readonlyRetries <= 0) {
-      throw new ReadOnlyError(`write to ${this.name}: the VDI kept being snapshotted (1 attempts)`);
-    }
-    await this.reload(gen);
-    return this.writeGeneral(data, offset, 1);
-  }
-
-  private async writeGeneral(data: Uint8Array, offset: number, firstAttempt: number): Promise<void> {
-    const pieces = this.pieces(offset, data.length, MAX_IO);
-    for (let attempt = firstAttempt; ; attempt++) {
-      const vid = this.header.vdiId;
-      const gen = this.generation;
-      const created: number[] = [];
-      const waits: Promise<boolean>[] = [];
-      const failed: Piece[] = [];
-      let stale = false;
-      let firstError: unknown;
-      let settle: (ok: boolean) => void = () => {};
-      const confirmed = new Promise<boolean>((r) => {
-        settle = r;
-      });
-      confirmed.catch(() => {});
-      try {
-        await runBounded(pieces, this.host.maxConcurrency, async (p) => {
-          try {
-            const r = await this.writePiece(p, data, vid, created, waits, confirmed);
-            if (r === Result.READONLY) stale = true;
-            else if (r !== Result.SUCCESS) throw responseError(r, `write to ${this.name}`);
-          } catch (e) {
-            failed.push(p);
-            firstError ??= e;
-          }
-        });
-        if (created.length > 0 && !stale) {
-          try {
-            await this.index.persist(this.host.indexIO, vidToVdiOid(vid), created);
-            for (const idx of created) this.unpersisted.delete(idx);
-          } catch (e) {
-            // Our memory names these objects but the inode may not: later
-            // writes to them must persist the slots again (not the fast path).
-            for (const idx of created) this.unpersisted.add(idx);
-            for (const p of pieces) if (created.includes(p.idx)) failed.push(p);
-            firstError ??= e;
-          }
-          if (firstError === undefined) {
-            // Fence: a snapshot taken after our objects were created but before
-            // our index landed copied the old index. GET_VDI_INFO is a cluster
-            // op, ordered after any such snapshot.
-            try {
-              if ((await this.host.lookupWorking(this.name)) !== vid) stale = true;
-            } catch (e) {
-              // Unconfirmed: nobody may count on these objects being indexed.
-              for (const p of pieces) if (created.includes(p.idx)) failed.push(p);
-              firstError = e;
-            }
-          }
-        }
-        if (!stale) {
-          for (const w of await Promise.all(waits)) if (!w) stale = true;
-        }
-      } catch (e) {
-        firstError ??= e;
-      } finally {
-        settle(!stale && firstError === undefined);
-        for (const idx of created) if (this.unconfirmed.get(idx) === confirmed) this.unconfirmed.delete(idx);
-      }
-      if (firstError !== undefined) {
-        if (pieces.length === 1) throw firstError;
-        throw new PartialWriteError(
-          failed.map((p) => ({ offset: offset + p.pos, length: p.len })).sort((a, b) => a.offset - b.offset),
-          firstError,
-        );
-      }
-      if (!stale) return;
-      if (attempt >= this.host.readonlyRetries) {
-        throw new ReadOnlyError(`write to ${this.name}: the VDI kept being snapshotted (${attempt + 1} attempts)`);
-      }
-      await this.reload(gen);
-    }
-  }
-
-  private async writePiece(
-    p: Piece,
-    data: Uint8Array,
-    vid: number,
-    created: number[],
-    waits: Promise<boolean>[],
-    confirmed: Promise<boolean>,
-  ): Promise<number> {
-    const t = this.host.transport;
-    const chunk = data.subarray(p.pos, p.pos + p.len);
-    for (;;) {
-      const gate = this.gates.get(p.idx);
-      if (gate) {
-        await gate;
-        continue;
-      }
-      if (this.header.vdiId !== vid) return Result.READONLY; // reloaded meanwhile: redo against the new vid
-      const slot = this.index.get(p.idx);
-      const oid = vidToDataOid(vid, p.idx);
-      if (slot === vid) {
-        const pending = this.unconfirmed.get(p.idx);
-        const r = await writeObjectResult(t, oid, p.within, chunk, { policy: this.policy });
-        if (pending) waits.push(pending);
-        if (r === Result.SUCCESS && this.unpersisted.has(p.idx) && this.header.vdiId === vid) created.push(p.idx);
-        return r;
-      }
-      let open: () => void = () => {};
-      this.gates.set(
-        p.idx,
-        new Promise<void>((r) => {
-          open = r;
-        }),
-      );
-      try {
-        const r = await writeObjectResult(t, oid, p.within, chunk, {
-          create: true,
-          cowOid: slot === 0 ? 0n : vidToDataOid(slot, p.idx),
-          policy: this.policy,
-        });
-        if (r !== Result.SUCCESS) return r;
-        // Reloaded while we created: the object is in the old vid, which the
-        // new working VDI's index may not name. Redo the write against it.
-        if (this.header.vdiId !== vid) return Result.READONLY;
-        this.index.set(p.idx, vid);
-        created.push(p.idx);
-        this.unconfirmed.set(p.idx, confirmed);
-        return r;
-      } finally {
-        this.gates.delete(p.idx);
-        open();
-      }
-    }
-  }
-
-  /** Re-read the working VDI (after a snapshot moved it), once per generation. */
-  private async reload(gen: number): Promise<void> {
-    if (this.generation !== gen) return;
-    if (!this.reloading) {
-      this.reloading = (async () => {
-        try {
-          const vid = await this.host.lookupWorking(this.name);
-          const { header, index } = await this.host.loadInode(vid);
-          if (vid === this.header.vdiId) {
-            // Same working VDI (a refresh): objects this handle created may
-            // not be in the inode yet (index update in flight, or failed):
-            // keep them, or a later write would create them over again.
-            for (const [idx, v] of this.index.entries()) if (v === vid && index.get(idx) !== vid) index.set(idx, vid);
-          } else {
-            this.unpersisted.clear();
-          }
-          this.header = header;
-          this.index = index;
-          this.generation++;
-        } finally {
-          this.reloading = undefined;
-        }
-      })();
-    }
-    await this.reloading;
+    this.checkWritable();
+    if (o === undefined) return this.track(writeRange(this.state, data, offset));
+    return this.call(o, `write to ${this.name}`, (signal) => writeRange(this.state, data, offset, { signal }));
   }
 
   /** Reload the inode (size, vid, index) from the cluster. */
-  async refresh(): Promise<void> {
+  async refresh(o?: IoOptions): Promise<void> {
     this.checkOpen();
-    if (this.snapshot) {
-      const { header, index } = await this.host.loadInode(this.header.vdiId);
-      this.header = header;
-      this.index = index;
-      this.generation++;
-      return;
-    }
-    await this.reload(this.generation);
+    const st = this.state;
+    return this.call(o, `refresh of ${this.name}`, (signal) =>
+      this.snapshot ? st.refreshSnapshot(signal) : st.reload(st.generation, signal),
+    );
   }
 
   /**
@@ -453,42 +308,26 @@ export class Vdi {
    * by sheep); partial objects that are allocated get zeros written. The
    * range reads as zeros afterwards.
    */
-  async discard(offset: number, length: number): Promise<void> {
+  async discard(offset: number, length: number, o?: IoOptions): Promise<void> {
     this.checkOpen();
     this.checkRange(offset, length);
-    if (this.snapshot) throw new ReadOnlyError(`VDI ${this.name} is open as a snapshot`);
-    return this.track(this.discardAt(offset, length));
+    this.checkWritable();
+    return this.call(o, `discard of ${this.name}`, (signal) => discardRange(this.state, offset, length, { signal }));
   }
 
-  private async discardAt(offset: number, length: number): Promise<void> {
-    const pieces = this.pieces(offset, length);
-    const whole = pieces.filter(
-      (p) => p.len === this.objectSize || (p.within === 0 && offset + p.pos + p.len === this.size),
+  /**
+   * Make a range read as zeros. By default whole objects are unmapped, as
+   * discard does; with `{ unmap: false }` zeros are written (allocating the
+   * range: NBD's NO_HOLE).
+   */
+  async writeZeroes(offset: number, length: number, o: IoOptions & { unmap?: boolean } = {}): Promise<void> {
+    this.checkOpen();
+    this.checkRange(offset, length);
+    this.checkWritable();
+    const unmap = o.unmap ?? true;
+    return this.call(o, `write-zeroes of ${this.name}`, (signal) =>
+      unmap ? discardRange(this.state, offset, length, { signal }) : writeZeroes(this.state, offset, length, signal),
     );
-    const partial = pieces.filter((p) => !whole.includes(p));
-    for (const p of partial) {
-      if (this.index.get(p.idx) !== 0) await this.writeAt(new Uint8Array(p.len), offset + p.pos);
-    }
-    const unmap = whole.filter((p) => this.index.get(p.idx) !== 0).map((p) => p.idx);
-    if (unmap.length === 0) return;
-    if (this.isHyper) {
-      // Hyper volumes have no refcounts: DISCARD_OBJ removes own objects and
-      // clears the entry server-side (hyper-aware); others just lose the entry.
-      const vid = this.header.vdiId;
-      const own = unmap.filter((i) => this.index.get(i) === vid);
-      await runBounded(own, this.host.maxConcurrency, async (idx) => {
-        const r = await this.host.transport.request(objRequest(Op.DISCARD_OBJ, { oid: vidToDataOid(vid, idx) }));
-        if (r.header.result !== Result.SUCCESS && r.header.result !== Result.NO_OBJ) {
-          throw responseError(r.header.result, `discard of ${this.name}`, r.node);
-        }
-      });
-      for (const i of unmap) this.index.set(i, 0);
-      const others = unmap.filter((i) => !own.includes(i));
-      if (others.length > 0) await this.index.persist(this.host.indexIO, vidToVdiOid(vid), others);
-      return;
-    }
-    for (const i of unmap) this.index.set(i, 0);
-    await this.index.persist(this.host.indexIO, vidToVdiOid(this.header.vdiId), unmap);
   }
 
   /**
@@ -496,26 +335,31 @@ export class Vdi {
    * all replicas, and FLUSH_VDI answers INVALID_PARMS. We send it once; on
    * INVALID_PARMS flush only waits for this handle's writes in flight.
    */
-  async flush(): Promise<void> {
+  async flush(o?: IoOptions): Promise<void> {
     this.checkOpen();
-    await Promise.allSettled([...this.active]);
-    if (!this.flushSupported) return;
-    const r = await this.host.transport.request(
-      objRequest(Op.FLUSH_VDI, { oid: vidToVdiOid(this.header.vdiId), flags: 0 }),
-    );
-    if (r.header.result === Result.INVALID_PARMS) this.flushSupported = false;
-    else if (r.header.result !== Result.SUCCESS) throw responseError(r.header.result, `flush of ${this.name}`, r.node);
+    return this.call(o, `flush of ${this.name}`, async (signal) => {
+      await Promise.allSettled([...this.active]);
+      if (!this.flushSupported) return;
+      const r = await this.host.transport.request(
+        objRequest(Op.FLUSH_VDI, { oid: vidToVdiOid(this.vid), flags: 0 }),
+        undefined,
+        signal === undefined ? {} : { signal },
+      );
+      if (r.header.result === Result.INVALID_PARMS) this.flushSupported = false;
+      else if (r.header.result !== Result.SUCCESS)
+        throw responseError(r.header.result, `flush of ${this.name}`, r.node);
+    });
   }
 
   /** Allocated objects: [object index, owning vid], ascending. */
   *allocation(): Iterable<[number, number]> {
-    yield* this.index.entries();
+    yield* this.state.index.entries();
   }
 
   /** Byte ranges that hold data (allocated objects), clipped to the VDI size. */
   allocatedRanges(): { offset: number; length: number }[] {
     const out: { offset: number; length: number }[] = [];
-    for (const [idx] of this.index.entries()) {
+    for (const [idx] of this.state.index.entries()) {
       const off = idx * this.objectSize;
       if (off >= this.size) continue;
       const len = Math.min(this.objectSize, this.size - off);
@@ -529,8 +373,9 @@ export class Vdi {
   /** Wait for this handle's operations, release its lock (if it took one), and close it. */
   async close(): Promise<void> {
     if (this.closed) return;
-    await Promise.allSettled([...this.active]);
     this.closed = true;
+    await Promise.allSettled([...this.active]);
+    if (--this.state.refs === 0) this.host.forget?.(this.state);
     if (this.locked) {
       this.locked = false;
       await this.host.releaseLock(this.lockedVid);
@@ -670,7 +515,7 @@ export class Vdi {
   }
 
   private unallocated(offset: number, length: number): boolean {
-    for (const p of this.pieces(offset, length)) if (this.index.get(p.idx) !== 0) return false;
+    for (const p of splitPieces(this.objectSize, offset, length)) if (this.state.index.get(p.idx) !== 0) return false;
     return true;
   }
 }

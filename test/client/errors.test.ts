@@ -117,6 +117,10 @@ const cases = {
     code: 'SHEEPDOG_ERR_INVALID_ARGUMENT',
     parent: 'InvalidArgumentError',
   },
+  VdiInUseError: {
+    make: (m): errors.VdiInUseError => new m.VdiInUseError('x', 'vol', 'open'),
+    code: 'SHEEPDOG_ERR_VDI_IN_USE',
+  },
 } satisfies Record<ClassName, Case>;
 
 const names = Object.keys(cases) as ClassName[];

@@ -7,6 +7,7 @@ import {
   NoVdiError,
   ReadOnlyError,
   VdiExistsError,
+  VdiInUseError,
   VdiLockedError,
   WaitForFormatError,
 } from '../../lib/errors.js';
@@ -98,12 +99,13 @@ t.test('snapshot, clone, rollback, delete snapshot', async (t) => {
   t.ok(info.snapshot);
   t.equal(info.tag, 'snap1');
 
+  await t.rejects(client.rollbackVdi('alpha', 'snap1'), VdiInUseError, 'refused while a handle is open');
+  await v.close();
   const rb = await client.rollbackVdi('alpha', 'snap1');
   t.equal(rb.vdiId, 0xed202d);
   const after = await client.openVdi('alpha');
   t.equal((await after.read(0, 14)).toString(), 'hello sheepdog', 'rolled back');
   await after.close();
-  await v.close();
 
   await client.deleteVdi('alpha', { snapshot: 'snap1' });
   await t.rejects(client.getVdi('alpha', { snapshot: 'snap1' }), NoTagError);
