@@ -349,25 +349,42 @@ export class SheepdogClient {
   /** NEW_VDI: not repeatable; an unknown outcome is reconciled by a lookup. */
   private async newVdi(name: string, fields: Parameters<typeof vdiRequest>[1], context: string): Promise<number> {
     const req = vdiRequest(Op.NEW_VDI, { ...fields, flags: Flag.CMD_WRITE, dataLength: 256 });
+    const base = fields?.baseVdiId ?? 0;
+    const working = async (): Promise<number | undefined> => {
+      try {
+        return await this.lookup(name);
+      } catch (e2) {
+        if (e2 instanceof NoVdiError) return undefined;
+        throw e2;
+      }
+    };
+    // A plain create: whether the name existed before we asked, so that an
+    // unknown outcome is not reconciled by adopting someone else's VDI.
+    const before = base === 0 ? await working() : undefined;
     try {
       const r = await this.call(req, context, encodeVdiNameBody(name), [], { idempotent: false });
       return (r.header as VdiResponse).vdiId;
     } catch (e) {
       if (!(e instanceof OutcomeUnknownError)) throw e;
-      // Did it happen? A working VDI of that name whose parent is the base we
-      // asked for means yes; none (or, for a snapshot, the base itself still
-      // working) means no, and it is safe to send again.
-      const base = fields?.baseVdiId ?? 0;
-      let found: number | undefined;
-      try {
-        found = await this.lookup(name);
-      } catch (e2) {
-        if (!(e2 instanceof NoVdiError)) throw e2;
-      }
-      if (found !== undefined && found !== base) {
-        if ((await this.readHeader(found)).parentVdiId === base) return found;
+      // Did it happen? A working VDI of that name that is new (not the one
+      // there before), whose parent is the base we asked for and whose
+      // geometry is what we asked for, means yes; none (or, for a snapshot,
+      // the base itself still working) means no, and it is safe to send
+      // again. Residual: another client creating the same name with the same
+      // geometry in the same instant is indistinguishable from us.
+      const found = await working();
+      if (found !== undefined && found !== base && found !== before) {
+        const h = await this.readHeader(found);
+        const same =
+          h.parentVdiId === base &&
+          (fields?.vdiSize === undefined || h.vdiSize === BigInt(fields.vdiSize)) &&
+          (fields?.blockSizeShift === undefined ||
+            fields.blockSizeShift === 0 ||
+            h.blockSizeShift === fields.blockSizeShift);
+        if (same) return found;
         throw e;
       }
+      if (found !== undefined && found === before && base === 0) throw e;
       const r = await this.call(req, context, encodeVdiNameBody(name), [], { idempotent: false });
       return (r.header as VdiResponse).vdiId;
     }

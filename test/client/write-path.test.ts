@@ -2,7 +2,9 @@
 // handles, discard racing writes and snapshots, delete while open, and
 // seeded torture rounds with a per-sector linearizability check.
 import t from 'tap';
-import { NoVdiError, VdiInUseError } from '../../lib/errors.js';
+import { Op } from '../../protocol/constants.js';
+import { SheepdogClient } from '../../lib/client/client.js';
+import { NoVdiError, OutcomeUnknownError, SheepdogError, VdiExistsError, VdiInUseError } from '../../lib/errors.js';
 import { torture } from '../../bench/torture.js';
 import { MiB, pattern, withCluster } from '../helpers/cluster.js';
 
@@ -157,3 +159,29 @@ for (const [bss, hyper] of [
     });
   }
 }
+
+t.test('createVdi after an unknown outcome does not adopt a VDI that existed before', async (t) => {
+  const { client, sheep } = await withCluster(t);
+  await client.createVdi('taken', 4 * MiB);
+  for (let i = 0; i < sheep.addresses.length; i++) sheep.inject(i, { kind: 'drop', opcode: Op.NEW_VDI });
+  const err = await client.createVdi('taken', 4 * MiB).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof OutcomeUnknownError || err instanceof VdiExistsError, `rejected (${String(err)})`);
+  sheep.clearFaults();
+  // And a create whose reply was lost is recognised as ours.
+  for (let i = 0; i < sheep.addresses.length; i++) {
+    sheep.inject(i, { kind: 'execute-drop-reply', opcode: Op.NEW_VDI, times: 1 });
+  }
+  const quick = new SheepdogClient({ nodes: [...sheep.addresses], requestTimeout: 500 });
+  t.teardown(() => quick.close());
+  const info = await quick.createVdi('fresh', 4 * MiB).then(
+    (i) => i,
+    (e: unknown) => e,
+  );
+  sheep.clearFaults();
+  const now = await client.getVdi('fresh');
+  if (info instanceof Error) t.ok(info instanceof OutcomeUnknownError || info instanceof SheepdogError, String(info));
+  else t.equal(info.vdiId, now.vdiId, 'the created VDI is the one there now');
+});
