@@ -108,7 +108,12 @@ export abstract class ConnectionOp {
   abstract onError(err: Error, conn: Connection, sent: boolean): void;
 }
 
-/** Callbacks of the connection's owner (the pool). */
+/**
+ * Callbacks of the connection's owner (the pool), called synchronously in
+ * the middle of the connection's bookkeeping. One that throws does not break
+ * the connection: the error is rethrown on the next tick (an uncaught
+ * exception).
+ */
 export interface ConnectionHooks {
   /** The TCP connection is established. */
   onReady?(conn: Connection): void;
@@ -205,6 +210,19 @@ export function encodeRequestHeader(req: Request, body: Uint8Array | undefined):
   const h = Buffer.allocUnsafe(HEADER_SIZE);
   encodeRequest(req, h, 0);
   return h;
+}
+
+function rethrow(e: unknown): never {
+  throw e;
+}
+
+/**
+ * A hook threw: the connection finishes what it was doing (a reply, a close
+ * failing its requests), and the error surfaces on the next tick as an
+ * uncaught exception, as from an EventEmitter listener.
+ */
+function hookThrew(e: unknown): void {
+  process.nextTick(rethrow, e);
 }
 
 function flushTick(c: Connection): void {
@@ -670,7 +688,16 @@ export class Connection {
         this.waitHead = 0;
       }
     }
-    if (s === 'ready') this.hooks.onCapacity?.(this);
+    if (s === 'ready') {
+      const h = this.hooks.onCapacity;
+      if (h !== undefined) {
+        try {
+          h(this);
+        } catch (e) {
+          hookThrew(e);
+        }
+      }
+    }
     else this.maybeEnd();
   }
 
@@ -693,7 +720,13 @@ export class Connection {
     const w = this.readyWaiters;
     this.readyWaiters = undefined;
     if (w) for (const x of w) x.resolve();
-    if (this._state === 'ready') this.hooks.onReady?.(this);
+    if (this._state === 'ready') {
+      try {
+        this.hooks.onReady?.(this);
+      } catch (e) {
+        hookThrew(e);
+      }
+    }
     if (this.out.length > this.outHead) this.flushNow();
     this.maybeEnd();
   };
@@ -753,7 +786,11 @@ export class Connection {
     if (connectionRetiredChannel.hasSubscribers) {
       connectionRetiredChannel.publish({ node: this.node, connection: this.id, orphans: this.orphanCount });
     }
-    this.hooks.onRetire?.(this);
+    try {
+      this.hooks.onRetire?.(this);
+    } catch (e) {
+      hookThrew(e);
+    }
     const w = this.waiting;
     const ops: ConnectionOp[] = [];
     for (let i = this.waitHead; i < w.length; i++) {
@@ -858,7 +895,11 @@ export class Connection {
     const rw = this.readyWaiters;
     this.readyWaiters = undefined;
     if (rw) for (const w of rw) w.reject(error ?? this.closedError(wasOpen));
-    this.hooks.onClose?.(this, error);
+    try {
+      this.hooks.onClose?.(this, error);
+    } catch (e) {
+      hookThrew(e);
+    }
     if (failed.length > 0) {
       const base = error ?? this.closedError(wasOpen);
       let sentErr: Error | undefined;

@@ -118,6 +118,7 @@ export interface PoolEvents {
 
 const EMPTY_OPTS: RequestOptions = Object.freeze({});
 
+
 function nonNegInt(v: number | undefined, def: number, name: string, min = 0): number {
   const x = v ?? def;
   if (typeof x !== 'number' || !Number.isInteger(x) || x < min) {
@@ -251,6 +252,22 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       closed: this.closing,
       nodes,
     };
+  }
+
+  /**
+   * Emit an event from a microtask, never in the middle of a state change:
+   * the reply, connection event or close that caused it is fully handled
+   * (the request settled, the connection's other requests failed over)
+   * before any listener runs, so a listener that throws surfaces as an
+   * uncaught exception (as it would from any EventEmitter) without killing
+   * a connection or stranding a request. Queued before the settling
+   * request's promise is resolved, listeners still run before its caller
+   * resumes.
+   */
+  private emitLater<K extends keyof PoolEvents>(name: K, ...args: PoolEvents[K]): void {
+    queueMicrotask(() => {
+      (this as EventEmitter).emit(name, ...args);
+    });
   }
 
   // ------------------------------------------------------------ requests
@@ -498,7 +515,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     }
     node.connReady(c);
     this.readyConns.push(c);
-    if (node.markUp()) this.emit('nodeUp', node.key);
+    if (node.markUp()) this.emitLater('nodeUp', node.key);
     const d = this.discovery;
     const waiters = this.connectWaiters;
     if (waiters.length > 0 && !(this.discover && !d.learned)) {
@@ -516,7 +533,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     if (q.queued > 0) q.drainOnto(c, this.owner.get(c));
     if (q.needDrain && q.global === 0 && c.available > 0 && !this.closing) {
       q.needDrain = false;
-      this.emit('drain');
+      this.emitLater('drain');
     }
   }
 
@@ -555,9 +572,9 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   /** Reconnect `node` after the strategy's delay; report it down, or given up (then its requests fail). */
   private scheduleReconnect(node: PoolNode, err: Error): void {
     const change = node.reconnectLater(this.reconnectStrategy, err, this, this.active === 0);
-    if (change === 'down') this.emit('nodeDown', node.key, err);
+    if (change === 'down') this.emitLater('nodeDown', node.key, err);
     else if (change === 'failed') {
-      this.emit('nodeDown', node.key, node.lastError as Error);
+      this.emitLater('nodeDown', node.key, node.lastError as Error);
       this.failPinned(node);
       if (this.allFailed()) this.failGlobalQueue();
     }
@@ -619,7 +636,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   _epochSeen(epoch: number): void {
     const first = this.epoch === 0;
     this.epoch = epoch;
-    this.emit('epoch', epoch);
+    this.emitLater('epoch', epoch);
     if (this.discover && !first && !this.closing) void this.refreshNodes();
   }
 
@@ -649,7 +666,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     if (nodesChangedChannel.hasSubscribers) {
       nodesChangedChannel.publish({ epoch, nodes: this.nodeKeys, added, removed });
     }
-    this.emit('nodes', this.nodeKeys);
+    this.emitLater('nodes', this.nodeKeys);
   }
 
   /** @internal Drop a node that left the cluster: close its connections, fail its pinned requests. */

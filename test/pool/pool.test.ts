@@ -529,3 +529,102 @@ t.test('noDelay: false reaches every connection of the pool', async (t) => {
     t.equal(k === undefined ? undefined : Reflect.get(sock, k), false);
   }
 });
+
+/** Collect uncaught exceptions (a throwing event listener surfaces as one) for the rest of the test. */
+function uncaught(tt: T): Error[] {
+  const errs: Error[] = [];
+  const h = (e: Error): void => {
+    errs.push(e);
+  };
+  process.on('uncaughtException', h);
+  tt.teardown(() => {
+    process.off('uncaughtException', h);
+  });
+  return errs;
+}
+
+/** Resolves once `errs` has `n` entries (the deferred emit has run). */
+async function untilErrors(errs: Error[], n: number): Promise<void> {
+  while (errs.length < n) await new Promise((r) => setImmediate(r));
+}
+
+t.test('a throwing event listener neither strands a request nor kills its connection', async (t) => {
+  t.test("'epoch' thrown by the reply that carried the new epoch", async (t) => {
+    t.setTimeout(10_000);
+    const errs = uncaught(t);
+    const [a] = (await fakeCluster(t, 1, { epoch: 5 })) as [FakeSheep];
+    const p = pool(t, [a], { connectionsPerNode: 1 });
+    p.on('epoch', (e) => {
+      throw new Error(`epoch listener ${e}`);
+    });
+    const r = await p.request(read(1n, 4));
+    t.same(Buffer.from(r.body), patternBody(1n, 0, 4), 'the request settles');
+    await untilErrors(errs, 1);
+    t.match(errs[0]?.message, 'epoch listener 5', 'the listener error is an uncaught exception');
+    a.epoch = 6;
+    const r2 = await p.request(read(2n, 4));
+    t.same(Buffer.from(r2.body), patternBody(2n, 0, 4));
+    await untilErrors(errs, 2);
+    t.equal(p.epoch, 6);
+    t.equal(a.accepted, 1, 'the same connection carried both');
+    t.equal(p.stats.ready, 1);
+  });
+
+  t.test("'drain' thrown while the reply frees a slot", async (t) => {
+    t.setTimeout(10_000);
+    const errs = uncaught(t);
+    const [a] = (await fakeCluster(t, 1, { hold: true })) as [FakeSheep];
+    const p = pool(t, [a], { connectionsPerNode: 1, maxInFlightPerConnection: 1 });
+    await ready(p, 1);
+    p.on('drain', () => {
+      throw new Error('drain listener');
+    });
+    const first = p.request(read(1n, 4));
+    const second = p.request(read(2n, 4)); // queued: the only slot is taken
+    t.ok(p.busy);
+    await a.waitFor(1);
+    a.hold = false;
+    for (const r of a.take()) r.auto();
+    const [r1, r2] = await Promise.all([first, second]);
+    t.same(Buffer.from(r1.body), patternBody(1n, 0, 4));
+    t.same(Buffer.from(r2.body), patternBody(2n, 0, 4));
+    await untilErrors(errs, 1);
+    t.match(errs[0]?.message, 'drain listener');
+    t.equal(a.accepted, 1, 'no reconnect');
+    t.equal(p.stats.active, 0);
+  });
+
+  t.test("'nodeDown' thrown while a connection fails its requests", async (t) => {
+    t.setTimeout(10_000);
+    const errs = uncaught(t);
+    const [a, b] = (await fakeCluster(t, 2)) as [FakeSheep, FakeSheep];
+    a.hold = true;
+    const p = pool(t, [a, b], { connectionsPerNode: 1, reconnectStrategy: 10_000 });
+    await ready(p, 2);
+    p.on('nodeDown', () => {
+      throw new Error('nodeDown listener');
+    });
+    const ps = [1n, 2n, 3n, 4n].map((o) => p.request(read(o, 4)));
+    await a.waitFor(1);
+    for (const r of a.take()) r.conn.destroy(); // a drops the connection carrying the request
+    const rs = await Promise.all(ps);
+    rs.forEach((r, i) => t.same(Buffer.from(r.body), patternBody(BigInt(i + 1), 0, 4)));
+    await untilErrors(errs, 1);
+    t.match(errs[0]?.message, 'nodeDown listener');
+    t.equal(p.stats.nodes.find((n) => n.node === a.address)?.state, 'down');
+  });
+
+  t.test("'nodeUp' thrown when the first connection is ready", async (t) => {
+    t.setTimeout(10_000);
+    const errs = uncaught(t);
+    const [a] = (await fakeCluster(t, 1)) as [FakeSheep];
+    const p = pool(t, [a], { connectionsPerNode: 1 });
+    p.on('nodeUp', () => {
+      throw new Error('nodeUp listener');
+    });
+    const r = await p.request(read(1n, 4)); // queued until the connection is ready
+    t.same(Buffer.from(r.body), patternBody(1n, 0, 4));
+    await untilErrors(errs, 1);
+    t.match(errs[0]?.message, 'nodeUp listener');
+  });
+});
