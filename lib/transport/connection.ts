@@ -697,8 +697,7 @@ export class Connection {
           hookThrew(e);
         }
       }
-    }
-    else this.maybeEnd();
+    } else this.maybeEnd();
   }
 
   // ------------------------------------------------------------ lifecycle

@@ -118,7 +118,6 @@ export interface PoolEvents {
 
 const EMPTY_OPTS: RequestOptions = Object.freeze({});
 
-
 function nonNegInt(v: number | undefined, def: number, name: string, min = 0): number {
   const x = v ?? def;
   if (typeof x !== 'number' || !Number.isInteger(x) || x < min) {
