@@ -16,6 +16,7 @@
  *
  * test/client/torture.test.ts runs short seeded rounds of it in `npm test`.
  */
+import { Op } from '../protocol/constants.js';
 import { SheepdogClient } from '../lib/client/client.js';
 import type { Vdi } from '../lib/vdi/vdi.js';
 import { startMemorySheep } from '../testing/index.js';
@@ -182,6 +183,23 @@ export async function torture(o: TortureOptions, given?: { sheep: MemorySheep })
       sheep.setReorder(true);
       for (let i = 0; i < sheep.addresses.length; i++) {
         faults.push(sheep.inject(i, { kind: 'delay', ms: 2, after: 3, times: 400 }));
+        // Object writes executed after later requests (a late CREATE_AND_WRITE_OBJ
+        // replaces a whole object): the gates must keep later writes behind them.
+        // (Released by time alone: a sheep that waited for later requests to
+        // one object would wait forever on a client that orders them.)
+        faults.push(
+          sheep.inject(i, { kind: 'execute-late', opcode: Op.WRITE_OBJ, ms: 3, overtakenBy: 0, after: 5, times: 60 }),
+        );
+        faults.push(
+          sheep.inject(i, {
+            kind: 'execute-late',
+            opcode: Op.CREATE_AND_WRITE_OBJ,
+            ms: 3,
+            overtakenBy: 0,
+            after: 2,
+            times: 40,
+          }),
+        );
       }
     }
     const deadline = o.seconds === undefined ? Infinity : started + o.seconds * 1000;
