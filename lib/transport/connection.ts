@@ -11,6 +11,10 @@
  *   copied into one slab, and a payload is written as its own buffer right
  *   after its header (no concatenation). `write() === false` stops the batch
  *   until 'drain'. TCP_NODELAY is on unless `noDelay: false`.
+ * - A payload is not copied, so an op with one is called back (reply,
+ *   failure) only once the socket's write callback for it fired or the
+ *   socket was destroyed (`flushingOn`): a caller reusing its buffer after
+ *   the request settled never changes bytes still to be sent.
  * - The socket reads into one buffer per connection (`onread`: no new chunk
  *   and no stream machinery per read), decoded by the codec's FrameDecoder in
  *   `transient` mode; a reply body is received straight into a caller's
@@ -91,6 +95,17 @@ export abstract class ConnectionOp {
   /** Connection the op is on (from WAITING to its reply). */
   conn: Connection | undefined = undefined;
   opState: OpStateValue = OpState.IDLE;
+  /**
+   * The connection whose socket holds this op's payload: handed to
+   * `socket.write()`, whose callback has not fired yet. Until then the
+   * socket may still read the caller's buffer (payloads are not copied), so
+   * the op must not settle: the connection calls it back (`onReply`,
+   * `onError`, `onBodyReleased`) only once this is cleared.
+   */
+  flushingOn: Connection | undefined = undefined;
+  /** A reply that arrived while the payload was still in the socket, delivered once it is released. */
+  heldHeader: Uint8Array | undefined = undefined;
+  heldBody: Uint8Array | undefined = undefined;
 
   constructor(header: Uint8Array, body: Uint8Array | undefined, readInto: Uint8Array | undefined) {
     this.header = header;
@@ -106,6 +121,12 @@ export abstract class ConnectionOp {
   abstract onReply(header: Uint8Array, body: Uint8Array, conn: Connection): void;
   /** The connection failed before the reply. `sent`: the request had been written. */
   abstract onError(err: Error, conn: Connection, sent: boolean): void;
+  /**
+   * The payload left the socket (its write callback fired, or the socket was
+   * destroyed: Node never reads it again) and no held reply is delivered
+   * with it. An op that gave up while `flushingOn` was set settles here.
+   */
+  onBodyReleased(_conn: Connection): void {}
 }
 
 /**
@@ -250,6 +271,9 @@ export class Connection {
   private waitLive = 0;
   private out: ConnectionOp[] = [];
   private outHead = 0;
+  /** Ops whose payload was handed to the socket, in write order (write callbacks fire in that order). */
+  private flushQ: (ConnectionOp | undefined)[] = [];
+  private flushHead = 0;
   private flushScheduled = false;
   private writable = true;
   private slab: Buffer | undefined;
@@ -474,7 +498,9 @@ export class Connection {
       const body = op.body;
       if (body !== undefined && body.length > 0) {
         ok = sock.write(slab.subarray(runStart, off));
-        ok = sock.write(body) && ok;
+        op.flushingOn = this;
+        this.flushQ.push(op);
+        ok = sock.write(body, this.onPayloadWritten) && ok;
         runStart = off;
         if (!ok) break;
       }
@@ -497,10 +523,58 @@ export class Connection {
   }
 
   /**
+   * The write callback of the oldest payload in the socket. Callbacks fire in
+   * write order (one writev per cork batch calls each chunk's in turn); an
+   * error means the socket is destroyed, which releases every payload.
+   */
+  private readonly onPayloadWritten = (err?: Error | null): void => {
+    if (this.flushHead >= this.flushQ.length) return; // released when the socket was destroyed
+    if (err || this.socket.destroyed) {
+      this.releaseAll();
+      return;
+    }
+    const q = this.flushQ;
+    const op = q[this.flushHead] as ConnectionOp;
+    q[this.flushHead++] = undefined;
+    if (this.flushHead === q.length) {
+      q.length = 0;
+      this.flushHead = 0;
+    } else if (this.flushHead > 1024 && this.flushHead * 2 > q.length) {
+      this.flushQ = q.slice(this.flushHead);
+      this.flushHead = 0;
+    }
+    this.release(op);
+  };
+
+  /** `op`'s payload left the socket: deliver its held reply, or tell it. */
+  private release(op: ConnectionOp): void {
+    if (op.flushingOn !== this) return;
+    op.flushingOn = undefined;
+    const h = op.heldHeader;
+    if (h !== undefined) {
+      const b = op.heldBody as Uint8Array;
+      op.heldHeader = undefined;
+      op.heldBody = undefined;
+      op.onReply(h, b, this);
+    } else op.onBodyReleased(this);
+  }
+
+  /** The socket is destroyed: Node never reads a payload it still held. */
+  private releaseAll(): void {
+    const q = this.flushQ;
+    const head = this.flushHead;
+    if (head >= q.length) return;
+    this.flushQ = [];
+    this.flushHead = 0;
+    for (let i = head; i < q.length; i++) this.release(q[i] as ConnectionOp);
+  }
+
+  /**
    * Take `op` back (its caller timed out or aborted). Not yet written: it is
    * dropped and its id freed. Written: it becomes an orphan (the id stays
    * reserved until the late reply, which is then dropped) and true is
-   * returned. Does not call the op back.
+   * returned. Does not call the op back, except `onBodyReleased` later if
+   * its payload is still in the socket (`op.flushingOn`).
    */
   cancel(op: ConnectionOp): boolean {
     if (op.conn !== this) return false;
@@ -601,7 +675,12 @@ export class Connection {
     } else {
       op.opState = OpState.DONE;
       op.conn = undefined;
-      op.onReply(header, body, this);
+      if (op.flushingOn !== undefined) {
+        // Answered before the socket's write callback for its payload fired:
+        // hold the reply until then (the header is a view of the read buffer).
+        op.heldHeader = new Uint8Array(header);
+        op.heldBody = body;
+      } else op.onReply(header, body, this);
     }
     this.slotFreed();
   };
@@ -848,6 +927,9 @@ export class Connection {
   /** Close bookkeeping; `err` undefined = graceful. Fails what is still pending. */
   private finish(err: Error | undefined): void {
     if (this._state === 'closed') return;
+    // Every caller destroyed the socket already (or it closed); make sure,
+    // since releasing the payloads below relies on it.
+    if (!this.socket.destroyed) this.socket.destroy();
     const wasOpen = this._state !== 'connecting';
     const graceful = this.ending && err instanceof ConnectionError && err.reason === 'closed';
     const error = graceful ? undefined : (this.protocolFailure ?? err);
@@ -899,6 +981,9 @@ export class Connection {
     } catch (e) {
       hookThrew(e);
     }
+    // The socket is destroyed: payloads it still held are released before
+    // their ops are failed (and perhaps sent again elsewhere).
+    this.releaseAll();
     if (failed.length > 0) {
       const base = error ?? this.closedError(wasOpen);
       let sentErr: Error | undefined;
@@ -962,6 +1047,20 @@ export class Connection {
   }
 }
 
+/**
+ * The error a connection is destroyed with when a payload is still in its
+ * socket at a deadline: the peer did not take our bytes for the whole
+ * timeout (liveness), and the caller's buffer can only be released once
+ * Node no longer reads it.
+ */
+export function stuckPayloadError(conn: Connection, op: string, bytes: number, timeout: number): ConnectionError {
+  return new ConnectionError(
+    `connection ${conn.id} to ${conn.node} destroyed: the ${bytes}-byte payload of ${op} was still in the socket after ${timeout} ms`,
+    conn.node,
+    { reason: 'destroyed' },
+  );
+}
+
 /** A request made with `Connection.request()`. */
 class DirectRequest extends ConnectionOp implements Deadlined {
   resolve: (r: Reply) => void = noop;
@@ -970,6 +1069,8 @@ class DirectRequest extends ConnectionOp implements Deadlined {
   timer: NodeJS.Timeout | undefined = undefined;
   timeout = 0;
   settled = false;
+  /** Gave up (timeout, abort) while the payload was in the socket: settles with this once it is released. */
+  parting: Error | undefined = undefined;
   readonly signal: AbortSignal | undefined;
 
   constructor(
@@ -996,32 +1097,61 @@ class DirectRequest extends ConnectionOp implements Deadlined {
 
   onReply(header: Uint8Array, body: Uint8Array, conn: Connection): void {
     if (this.settled) return;
+    if (this.parting !== undefined) {
+      this.fail(this.parting);
+      return;
+    }
     this.cleanup();
     this.resolve({ header: decodeResponse(header), body, node: conn.node });
   }
 
   onError(err: Error): void {
-    this.fail(err);
+    this.fail(this.parting ?? err);
   }
 
-  private giveUp(make: (phase: 'queued' | 'sent', node: string | undefined) => Error): void {
-    if (this.settled) return;
+  override onBodyReleased(): void {
+    if (this.parting !== undefined) this.fail(this.parting);
+  }
+
+  private giveUp(make: (phase: 'queued' | 'sent', node: string | undefined) => Error, timedOut: boolean): void {
+    if (this.settled || this.parting !== undefined) return;
     const conn = this.conn;
-    const phase = this.opState === OpState.SENT ? 'sent' : 'queued';
-    const e = make(phase, conn?.node);
+    const phase = this.opState === OpState.SENT || this.flushingOn !== undefined ? 'sent' : 'queued';
+    const e = make(phase, conn?.node ?? this.flushingOn?.node);
+    const holder = this.flushingOn;
+    if (holder !== undefined) {
+      // The socket may still read the caller's buffer: settle once it no
+      // longer can. A timeout means the peer did not take the bytes in time.
+      this.parting = e;
+      this.signal?.removeEventListener('abort', this);
+      conn?.cancel(this);
+      if (timedOut)
+        holder.destroy(
+          stuckPayloadError(holder, opName(peekOpcode(this.header)), this.body?.length ?? 0, this.timeout),
+        );
+      return;
+    }
     this.cleanup();
     conn?.cancel(this);
     this.reject(e);
   }
 
   onDeadline(): void {
+    if (this.settled) return;
     const op = opName(peekOpcode(this.header));
+    if (this.parting !== undefined) {
+      // Aborted with the payload still in the socket, which took none of it since.
+      const holder = this.flushingOn;
+      if (holder !== undefined) holder.destroy(stuckPayloadError(holder, op, this.body?.length ?? 0, this.timeout));
+      return;
+    }
     this.giveUp(
       (phase, node) =>
         new TimeoutError(
           `${op} timed out after ${this.timeout} ms (${phase === 'sent' ? `sent to ${node}, no reply` : 'not sent'})`,
           { phase, node, timeout: this.timeout },
         ),
+      true,
     );
   }
 
@@ -1034,6 +1164,7 @@ class DirectRequest extends ConnectionOp implements Deadlined {
           node,
           cause: this.signal?.reason,
         }),
+      false,
     );
   }
 }

@@ -10,7 +10,7 @@ import { type Request, decodeResponse, peekEpoch, peekResult } from '../../proto
 import { AbortError, OutcomeUnknownError, type RequestPhase, TimeoutError } from '../errors.js';
 import type { RequestTraceContext } from '../util/diagnostics.js';
 import { type Deadlined, armDeadline, disarmDeadline } from '../util/timers.js';
-import { type Connection, ConnectionOp, OpState } from './connection.js';
+import { type Connection, ConnectionOp, OpState, stuckPayloadError } from './connection.js';
 import type { PoolNode } from './node-health.js';
 import { defaultBackoff, isIdempotent, isTransientResult, mayRetryResult } from './policy.js';
 import type { SheepdogPool } from './pool.js';
@@ -56,6 +56,12 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
   avoid: PoolNode | undefined = undefined;
   retryTimer: NodeJS.Timeout | undefined = undefined;
   trace: RequestTraceContext | undefined = undefined;
+  /**
+   * The caller gave up (deadline, abort) while the payload was still in a
+   * socket (`flushingOn`): the request settles with this error once the
+   * socket no longer holds the caller's buffer.
+   */
+  parting: Error | undefined = undefined;
 
   constructor(
     pool: SheepdogPool,
@@ -99,6 +105,10 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
 
   onReply(header: Uint8Array, body: Uint8Array, conn: Connection): void {
     if (this.phase === P_DONE) return;
+    if (this.parting !== undefined) {
+      this.fail(this.parting); // a reply held until the payload was released
+      return;
+    }
     const pool = this.pool;
     const epoch = peekEpoch(header);
     if (epoch > pool.epoch) pool._epochSeen(epoch);
@@ -111,43 +121,84 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
 
   onError(err: Error, conn: Connection, sent: boolean): void {
     if (this.phase === P_DONE) return;
+    if (this.parting !== undefined) {
+      this.fail(this.parting);
+      return;
+    }
     this.pool._requestFailed(this, err, conn, sent);
+  }
+
+  /** The payload left the socket that held it after the caller gave up: settle now. */
+  override onBodyReleased(): void {
+    if (this.phase !== P_DONE && this.parting !== undefined) this.fail(this.parting);
+  }
+
+  /**
+   * Settle with `err` (deadline, abort), unless the payload is still in a
+   * socket: then the request becomes an orphan on its connection (a reply
+   * is dropped) and settles once the socket has released the caller's
+   * buffer. At a deadline that socket is destroyed (the peer did not take
+   * the bytes for the whole timeout); after an abort the deadline, if any,
+   * still bounds the wait.
+   */
+  private giveUp(err: Error, deadline: boolean): void {
+    const holder = this.flushingOn;
+    if (holder === undefined) {
+      this.fail(err);
+      return;
+    }
+    this.parting = err;
+    this.signal?.removeEventListener('abort', this);
+    this.conn?.cancel(this);
+    if (deadline) this.destroyStuck(holder);
+  }
+
+  private destroyStuck(holder: Connection): void {
+    holder.destroy(stuckPayloadError(holder, opName(this.req.opcode), this.body?.length ?? 0, this.timeout));
   }
 
   /** Deadline passed. */
   onDeadline(): void {
     if (this.phase === P_DONE) return;
+    if (this.parting !== undefined) {
+      // Aborted with the payload still in the socket, which took none of it since.
+      const holder = this.flushingOn;
+      if (holder !== undefined) this.destroyStuck(holder);
+      return;
+    }
     const op = opName(this.req.opcode);
     const phase = this.wirePhase();
-    const node = this.conn?.node ?? this.lastNode;
+    const node = this.conn?.node ?? this.flushingOn?.node ?? this.lastNode;
     let where: string;
     if (phase === 'sent') where = `sent to ${node}, no reply yet`;
     else if (phase === 'backoff') where = `waiting to retry after ${this.lastResultText()} from ${node}`;
     else where = `never sent: waiting for a connection (${this.pool._waitReason(this)})`;
-    this.fail(
+    this.giveUp(
       new TimeoutError(`${op} timed out after ${this.timeout} ms (${where})`, { phase, node, timeout: this.timeout }),
+      true,
     );
   }
 
   /** The AbortSignal fired (EventTarget listener object: no closure). */
   handleEvent(): void {
-    if (this.phase === P_DONE) return;
+    if (this.phase === P_DONE || this.parting !== undefined) return;
     const phase = this.wirePhase();
-    const node = this.conn?.node ?? this.lastNode;
+    const node = this.conn?.node ?? this.flushingOn?.node ?? this.lastNode;
     const where =
       phase === 'sent'
         ? `after it was sent to ${node}`
         : phase === 'backoff'
           ? 'while waiting to retry'
           : 'before it was sent';
-    this.fail(
+    this.giveUp(
       new AbortError(`${opName(this.req.opcode)} aborted ${where}`, { phase, node, cause: this.signal?.reason }),
+      false,
     );
   }
 
   /** Pool phase, except that a request still waiting on its connection for a slot or a write is 'queued'. */
   private wirePhase(): RequestPhase {
-    if (this.phase === P_SENT && this.opState !== OpState.SENT) return 'queued';
+    if (this.phase === P_SENT && this.opState !== OpState.SENT && this.flushingOn === undefined) return 'queued';
     return phaseName(this.phase);
   }
 

@@ -327,11 +327,11 @@ t.test('backpressure: write() returning false stops the batch until drain', asyn
   // full buffer: write() answers false until the test emits 'drain'.
   const sock = Reflect.get(conn, 'socket') as import('node:net').Socket;
   const write = sock.write;
-  const held: Uint8Array[] = [];
+  const held: [Uint8Array, ((e?: Error | null) => void) | undefined][] = [];
   let writes = 0;
-  sock.write = ((b: Uint8Array) => {
+  sock.write = ((b: Uint8Array, cb?: (e?: Error | null) => void) => {
     writes++;
-    held.push(b);
+    held.push([b, cb]);
     return false;
   }) as typeof write;
   const big = Buffer.alloc(1 << 16, 1);
@@ -343,7 +343,7 @@ t.test('backpressure: write() returning false stops the batch until drain', asyn
   t.equal(writes, 2, 'one header and its payload, then the batch stops');
   t.equal(conn.stats.unsent, n - 1, 'the rest waits for drain');
   sock.write = write;
-  for (const b of held) sock.write(b);
+  for (const [b, cb] of held) sock.write(b, cb); // the payload's write callback releases it
   sock.emit('drain');
   const rs = await Promise.all(ps);
   t.ok(rs.every((r) => r.header.result === Result.SUCCESS));

@@ -90,6 +90,13 @@ export class FakeConn {
   destroy(): void {
     this.socket.destroy();
   }
+  /** Stop reading: the client's writes back up (kernel buffers, then its socket). */
+  pause(): void {
+    this.socket.pause();
+  }
+  resume(): void {
+    this.socket.resume();
+  }
 }
 
 /** A deterministic byte for READ_OBJ replies: byte i of object `oid` at `offset`. */
@@ -113,6 +120,8 @@ export interface FakeSheepOptions {
   port?: number;
   /** Object store to use (share one between the fakes of a cluster). */
   objects?: Map<bigint, Buffer>;
+  /** Accept connections without reading from them (`resumeAll()` starts reading). */
+  paused?: boolean;
 }
 
 let connSerial = 0;
@@ -135,6 +144,8 @@ export class FakeSheep {
   readonly objects: Map<bigint, Buffer>;
   /** Answer each tick's requests in reverse order. */
   reorder = false;
+  /** New connections are not read from until `resumeAll()`. */
+  paused: boolean;
   private faults: { f: Fault; seen: number; applied: number }[] = [];
   private reorderBatch: (() => void)[] = [];
   private nextVid = 0x100;
@@ -147,6 +158,7 @@ export class FakeSheep {
     this.onRequest = o.onRequest;
     this.nodeList = o.nodeList;
     this.objects = o.objects ?? new Map();
+    this.paused = o.paused ?? false;
     this.server = net.createServer((s) => this.accept(s));
   }
 
@@ -194,6 +206,7 @@ export class FakeSheep {
         s.destroy();
       }
     });
+    if (this.paused) s.pause();
     s.on('error', () => {});
     s.on('close', () => {
       this.conns.delete(c);
@@ -237,6 +250,12 @@ export class FakeSheep {
       this.connWaiters.push({ n, resolve });
       this.wakeConns();
     });
+  }
+
+  /** Start reading from every connection (and from new ones). */
+  resumeAll(): void {
+    this.paused = false;
+    for (const c of this.conns) c.resume();
   }
 
   /** Remove and return the held requests. */
