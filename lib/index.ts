@@ -22,6 +22,7 @@ export type {
   ClientOptions,
   ClusterInfoResult,
   CreateVdiOptions,
+  DeleteVdiOptions,
   LockInfo,
   NodeCapacity,
   NodeInfo,
@@ -32,7 +33,7 @@ export type {
 export type { SnapshotRef } from './client/names.js';
 
 export { Vdi } from './vdi/vdi.js';
-export type { ReadStreamOptions, WriteStreamOptions } from './vdi/vdi.js';
+export type { IoOptions, ReadStreamOptions, WriteStreamOptions } from './vdi/vdi.js';
 
 export { SheepdogPool } from './transport/pool.js';
 export type { NodeState, NodeStats, PoolEvents, PoolOptions, PoolStats, ReconnectStrategy } from './transport/pool.js';

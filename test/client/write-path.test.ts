@@ -3,7 +3,7 @@
 // seeded torture rounds with a per-sector linearizability check.
 import t from 'tap';
 import { Op } from '../../protocol/constants.js';
-import { SheepdogClient } from '../../lib/client/client.js';
+import { SheepdogClient, type VdiInfo } from '../../lib/client/client.js';
 import { NoVdiError, OutcomeUnknownError, SheepdogError, VdiExistsError, VdiInUseError } from '../../lib/errors.js';
 import { torture } from '../../bench/torture.js';
 import { MiB, pattern, withCluster } from '../helpers/cluster.js';
@@ -176,9 +176,9 @@ t.test('createVdi after an unknown outcome does not adopt a VDI that existed bef
   }
   const quick = new SheepdogClient({ nodes: [...sheep.addresses], requestTimeout: 500 });
   t.teardown(() => quick.close());
-  const info = await quick.createVdi('fresh', 4 * MiB).then(
+  const info: VdiInfo | Error = await quick.createVdi('fresh', 4 * MiB).then(
     (i) => i,
-    (e: unknown) => e,
+    (e: unknown) => e as Error,
   );
   sheep.clearFaults();
   const now = await client.getVdi('fresh');
