@@ -28,6 +28,7 @@ import {
 import { plainRequest, vdiRequest, type Request, type VdiResponse } from '../../protocol/header.js';
 import { vidToAttrOid, vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
 import {
+  INODE_OFF,
   type InodeHeader,
   type SdNode,
   type VdiState,
@@ -613,7 +614,7 @@ export class SheepdogClient {
     }
     const tagBuf = Buffer.alloc(256);
     tagBuf.write(tag, 'utf8');
-    await writeObject(this.transport, vidToVdiOid(vid), 256, tagBuf);
+    await writeObject(this.transport, vidToVdiOid(vid), INODE_OFF.tag, tagBuf);
     const newVid = await this.newVdi(
       name,
       {
@@ -691,7 +692,7 @@ export class SheepdogClient {
     if (newSize === cur) return;
     const b = Buffer.alloc(8);
     b.writeBigUInt64LE(BigInt(newSize));
-    await writeObject(this.transport, vidToVdiOid(vid), 536, b);
+    await writeObject(this.transport, vidToVdiOid(vid), INODE_OFF.vdiSize, b);
   }
 
   /**
