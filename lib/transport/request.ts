@@ -7,7 +7,7 @@
  */
 import { Result, opName } from '../../protocol/constants.js';
 import { type Request, decodeResponse, peekEpoch, peekResult } from '../../protocol/header.js';
-import { AbortError, OutcomeUnknownError, type RequestPhase, TimeoutError } from '../errors.js';
+import { AbortError, ConnectionError, OutcomeUnknownError, type RequestPhase, TimeoutError } from '../errors.js';
 import type { RequestTraceContext } from '../util/diagnostics.js';
 import { type Deadlined, armDeadline, disarmDeadline } from '../util/timers.js';
 import { type Connection, ConnectionOp, OpState, stuckPayloadError } from './connection.js';
@@ -62,6 +62,14 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
    * socket no longer holds the caller's buffer.
    */
   parting: Error | undefined = undefined;
+  /** `RequestOptions.untilReply`: once written, only its reply or the loss of its connection settles it. */
+  readonly untilReply: boolean;
+  /**
+   * untilReply: the signal fired while the request was on the wire. It
+   * settles with AbortError once its reply came (the sheep is done with it)
+   * or its connection is gone; it is not retried nor sent again.
+   */
+  abortedOnWire = false;
 
   constructor(
     pool: SheepdogPool,
@@ -79,6 +87,7 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
     this.pinned = pinned;
     this.signal = opts.signal;
     this.timeout = timeout;
+    this.untilReply = opts.untilReply === true;
   }
 
   /**
@@ -113,6 +122,10 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
     const epoch = peekEpoch(header);
     if (epoch > pool.epoch) pool._epochSeen(epoch);
     this.lastNode = conn.node;
+    if (this.abortedOnWire) {
+      this.fail(this.abortedError('its reply came'));
+      return;
+    }
     const result = peekResult(header);
     if (result !== Result.SUCCESS && isTransientResult(result) && pool._retryTransient(this, result, conn)) return;
     this.settle();
@@ -123,6 +136,11 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
     if (this.phase === P_DONE) return;
     if (this.parting !== undefined) {
       this.fail(this.parting);
+      return;
+    }
+    if (this.abortedOnWire) {
+      this.lastNode = conn.node;
+      this.fail(this.abortedError(`its connection failed first (${err.message})`));
       return;
     }
     this.pool._requestFailed(this, err, conn, sent);
@@ -167,6 +185,10 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
       return;
     }
     const op = opName(this.req.opcode);
+    if (this.untilReply && this.onWire()) {
+      this.noReplyInTime(op);
+      return;
+    }
     const phase = this.wirePhase();
     const node = this.conn?.node ?? this.flushingOn?.node ?? this.lastNode;
     let where: string;
@@ -179,9 +201,58 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
     );
   }
 
+  /**
+   * untilReply, deadline passed with the request on the wire: no reply
+   * within the timeout is a liveness failure of its connection, which is
+   * destroyed. The request then fails over or fails like after any
+   * connection loss (ConnectionError, OutcomeUnknownError when not
+   * repeatable); a replay gets a fresh deadline of its own.
+   */
+  private noReplyInTime(op: string): void {
+    const c = (this.conn ?? this.flushingOn) as Connection;
+    const node = c.node;
+    const timeout = this.timeout;
+    if (timeout > 0 && !this.abortedOnWire) armDeadline(this, timeout);
+    c.destroy(
+      new ConnectionError(
+        `connection ${c.id} to ${node} destroyed: ${op} (id ${this.opId}) got no reply within ${timeout} ms`,
+        node,
+        {
+          reason: 'destroyed',
+          sent: true,
+          cause: new TimeoutError(`${op} timed out after ${timeout} ms (sent to ${node}, no reply yet)`, {
+            phase: 'sent',
+            node,
+            timeout,
+          }),
+        },
+      ),
+    );
+  }
+
+  /** The AbortError of an untilReply request aborted on the wire, once it settles. */
+  private abortedError(when: string): AbortError {
+    const node = this.lastNode;
+    return new AbortError(
+      `${opName(this.req.opcode)} aborted after it was sent to ${node}; settled once ${when} (untilReply)`,
+      { phase: 'sent', node, cause: this.signal?.reason },
+    );
+  }
+
+  /** Written on a connection and not answered yet, or answered with the reply held until its payload left the socket. */
+  private onWire(): boolean {
+    return this.phase === P_SENT && (this.opState === OpState.SENT || this.flushingOn !== undefined);
+  }
+
   /** The AbortSignal fired (EventTarget listener object: no closure). */
   handleEvent(): void {
-    if (this.phase === P_DONE || this.parting !== undefined) return;
+    if (this.phase === P_DONE || this.parting !== undefined || this.abortedOnWire) return;
+    if (this.untilReply && this.onWire()) {
+      // The sheep may be acting on it: wait for its reply (or the end of
+      // its connection); the deadline still runs.
+      this.abortedOnWire = true;
+      return;
+    }
     const phase = this.wirePhase();
     const node = this.conn?.node ?? this.flushingOn?.node ?? this.lastNode;
     const where =

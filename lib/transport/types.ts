@@ -29,6 +29,12 @@ export interface RequestOptions {
    * connection loss). The caller can then hold a per-object gate for exactly
    * as long as the sheep may still act on the request. Requests not yet sent
    * are still cancelled at once.
+   *
+   * Aborted on the wire, the request rejects with AbortError (`phase:
+   * 'sent'`) once its reply came (whatever its result; it is not retried)
+   * or its connection is gone (it is not sent again). A replay after a
+   * deadline gets a deadline of its own; replays are bounded by the pool's
+   * `maxRetries`.
    */
   untilReply?: boolean;
 }
