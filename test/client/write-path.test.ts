@@ -138,7 +138,8 @@ for (const [bss, hyper] of [
   [22, false],
   [22, true],
 ] as const) {
-  for (const seed of [1, 2]) {
+  // One seed per layout here (the suite's time budget); npm run torture runs many.
+  for (const seed of [1]) {
     t.test(`torture: seed ${seed}, bss ${bss}${hyper ? ', hyper volume' : ''}, QD 32, faults`, async (t) => {
       const rep = await torture({
         seed: seed * 7919 + bss,
