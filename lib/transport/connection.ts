@@ -403,6 +403,18 @@ export class Connection {
     return n;
   }
 
+  /**
+   * Let the socket keep the process alive (the default), or not: an owner
+   * with nothing pending unrefs its idle connections so that a process with
+   * an open pool can exit.
+   */
+  ref(): void {
+    this.socket.ref();
+  }
+  unref(): void {
+    this.socket.unref();
+  }
+
   /** Resolves once connected; rejects if the connection fails first. */
   ready(): Promise<void> {
     if (this._state !== 'connecting') {

@@ -86,7 +86,8 @@ export class PoolNode {
   /**
    * A connection of the node failed with `err`: unless a reconnect is
    * already pending, ask the strategy for the delay (counting the attempt)
-   * and arm the reconnect timer (`unref`: while the pool has no request).
+   * and arm the reconnect timer (`unref`: while the pool holds nothing
+   * pending; the pool refs it again when a request arrives).
    * Returns the transition the pool must report with 'nodeDown': 'down' (no
    * ready connection left, a reconnect pending), 'failed' (the strategy gave
    * the node up and nothing is still connecting; `lastError` is why), or

@@ -158,6 +158,8 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   private readonly discovery: Discovery;
   private connectWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private readonly hooks: ConnectionHooks;
+  /** Sockets and reconnect timers keep the process alive (see holdProcess()). */
+  private refed = false;
   /** Highest cluster epoch seen in a reply. */
   epoch = 0;
 
@@ -312,7 +314,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       pr.resolve = resolve;
       pr.reject = reject;
     });
-    this.active++;
+    if (this.active++ === 0) this.updateRef();
     if (pr.arm()) this.dispatch(pr, false);
     return p;
   }
@@ -413,7 +415,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   _settled(pr: PoolRequest, was: number): void {
     if (was === P_QUEUED) this.queue.left(pr);
     else if (was === P_BACKOFF) this.backoff.delete(pr);
-    this.active--;
+    if (--this.active === 0) this.updateRef();
     if (this.closing && this.active === 0 && !this.destroyed) this.finishClose();
   }
 
@@ -475,6 +477,35 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     this.dispatch(pr, true);
   }
 
+  // ------------------------------------------------------------ keeping the process alive
+
+  /**
+   * Whether the pool must keep the process alive: a request is pending, a
+   * connect() is waited for, or a close() is under way. Otherwise its
+   * sockets and reconnect timers are unref'd, so a process whose only
+   * handle is an idle open pool exits.
+   */
+  private holdProcess(): boolean {
+    return this.active > 0 || this.connectWaiters.length > 0 || this.closeResolve !== undefined;
+  }
+
+  /** Ref or unref every socket and reconnect timer when holdProcess() changed. */
+  private updateRef(): void {
+    const want = this.holdProcess();
+    if (want === this.refed) return;
+    this.refed = want;
+    for (const c of this.owner.keys()) {
+      if (want) c.ref();
+      else c.unref();
+    }
+    for (const n of this.nodeMap.values()) {
+      const tm = n.timer;
+      if (tm === undefined) continue;
+      if (want) tm.ref();
+      else tm.unref();
+    }
+  }
+
   // ------------------------------------------------------------ connections and nodes
 
   private start(): void {
@@ -500,6 +531,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
         hooks: this.hooks,
         ...(this.initialRequestId === undefined ? {} : { initialId: this.initialRequestId }),
       });
+      if (!this.refed) c.unref();
       this.owner.set(c, node);
       node.conns.push(c);
     }
@@ -519,6 +551,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     const waiters = this.connectWaiters;
     if (waiters.length > 0 && !(this.discover && !d.learned)) {
       this.connectWaiters = [];
+      this.updateRef();
       for (const w of waiters) w.resolve();
     }
     if (this.discover && !d.learned && d.running === undefined && !this.closing) {
@@ -570,7 +603,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
 
   /** Reconnect `node` after the strategy's delay; report it down, or given up (then its requests fail). */
   private scheduleReconnect(node: PoolNode, err: Error): void {
-    const change = node.reconnectLater(this.reconnectStrategy, err, this, this.active === 0);
+    const change = node.reconnectLater(this.reconnectStrategy, err, this, !this.refed);
     if (change === 'down') this.emitLater('nodeDown', node.key, err);
     else if (change === 'failed') {
       this.emitLater('nodeDown', node.key, node.lastError as Error);
@@ -598,6 +631,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     for (const n of this.nodeMap.values()) if (n.ready > 0 || n.conns.length > 0) return;
     const waiters = this.connectWaiters;
     this.connectWaiters = [];
+    this.updateRef();
     const parts = [...this.nodeMap.values()].map((n) => n.describe());
     const e = new ConnectionError(`could not connect to any node (${parts.join('; ')})`, undefined, {
       reason: 'no-node',
@@ -626,6 +660,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     if (this.readyConns.length > 0 && d.running) return d.running;
     return new Promise((resolve, reject) => {
       this.connectWaiters.push({ resolve, reject });
+      if (this.connectWaiters.length === 1) this.updateRef();
     });
   }
 
@@ -654,6 +689,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     const waiters = this.connectWaiters;
     if (waiters.length > 0 && this.readyConns.length > 0) {
       this.connectWaiters = [];
+      this.updateRef();
       for (const w of waiters) w.resolve();
     }
   }
@@ -695,6 +731,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     this.closePromise = new Promise<void>((resolve) => {
       this.closeResolve = resolve;
     });
+    this.updateRef(); // the sockets must stay ref'd until they are closed
     this.rejectConnectWaiters(new PoolClosedError('pool was closed'));
     if (this.active === 0) this.finishClose();
     return this.closePromise;
@@ -711,6 +748,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     void Promise.all(conns.map((c) => c.close())).then(() => {
       const r = this.closeResolve;
       this.closeResolve = undefined;
+      this.updateRef();
       r?.();
     });
   }
@@ -744,6 +782,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   private rejectConnectWaiters(e: Error): void {
     const w = this.connectWaiters;
     this.connectWaiters = [];
+    this.updateRef();
     for (const x of w) x.reject(e);
   }
 }

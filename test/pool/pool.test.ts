@@ -39,6 +39,16 @@ const read = (oid: bigint, len = 16) => objRequest(Op.READ_OBJ, { oid, dataLengt
 const newVdi = () => vdiRequest(Op.NEW_VDI, { flags: Flag.CMD_WRITE, dataLength: 256, vdiSize: 1n << 30n });
 const NAME = Buffer.alloc(256);
 
+/**
+ * Keep the process alive for the rest of the test: an idle pool (nothing
+ * pending) unrefs its sockets and timers, so a test awaiting an event of an
+ * idle pool with every sheep stopped would otherwise let the process exit.
+ */
+function keepAlive(tt: T): void {
+  const h = setInterval(() => {}, 60_000);
+  tt.teardown(() => clearInterval(h));
+}
+
 async function settle<T>(p: Promise<T>): Promise<T | Error> {
   return p.catch((e: unknown) => e as Error);
 }
@@ -300,6 +310,7 @@ t.test('reconnectStrategy false / Error gives a node up', async (t) => {
 });
 
 t.test('requests wait for a node that is reconnecting (within their deadline)', async (t) => {
+  keepAlive(t); // waits for 'nodeDown' of an idle pool, which holds the process no more
   const [a] = (await fakeCluster(t, 1)) as [FakeSheep];
   const p = pool(t, [a], { connectionsPerNode: 1, reconnectStrategy: () => 5 });
   await p.connect();

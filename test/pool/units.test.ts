@@ -245,7 +245,10 @@ t.test('diagnostics channels and the request tracing channel', async (t) => {
   t.equal(traced[0]?.attempts, 1);
   t.equal(traced[0]?.result, r);
   await fake.stop();
+  // The idle pool holds the process no more: keep it alive while waiting.
+  const keep = setInterval(() => {}, 60_000);
   await new Promise<void>((resolve) => p.once('nodeDown', () => resolve()));
+  clearInterval(keep);
   await p.close();
   t.ok(seen.includes('sheepdog:connect'));
   t.ok(seen.includes('sheepdog:node:up'));
