@@ -27,7 +27,7 @@
  * handles the connections' events.
  */
 import { EventEmitter } from 'node:events';
-import { opName } from '../../protocol/constants.js';
+import { opName, resultName } from '../../protocol/constants.js';
 import type { Request } from '../../protocol/header.js';
 import { parseAddress } from '../util/address.js';
 import { Connection, type ConnectionHooks, encodeRequestHeader } from './connection.js';
@@ -439,6 +439,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
         attempt: pr.transients,
         delay,
         result,
+        resultName: resultName(result),
       });
     }
     return true;

@@ -184,3 +184,29 @@ if (debug.enabled) {
     },
   });
 }
+
+// ------------------------------------------------------------ transient results in the retry log
+
+/**
+ * `sheepdog:request:retry` after a transient result (`reason: 'transient'`)
+ * also names the result (`resultName`, e.g. `NODE_IN_RECOVERY`), so the
+ * reason for the retry reads without the code table.
+ */
+export interface RequestRetryMessage {
+  resultName?: string | undefined;
+}
+
+if (debug.enabled) {
+  requestRetryChannel.subscribe((m) => {
+    const c = m as RequestRetryMessage;
+    if (c.result === undefined) return;
+    debug(
+      'retry %s #%d: %s answered %s (0x%s)',
+      c.op,
+      c.attempt,
+      c.node,
+      c.resultName ?? 'result',
+      c.result.toString(16),
+    );
+  });
+}

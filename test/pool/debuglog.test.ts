@@ -26,6 +26,8 @@ t.test('NODE_DEBUG=sheepdog logs connects, requests and closes', async (t) => {
   t.match(log, /SHEEPDOG \d+: connected to 127\.0\.0\.1:\d+/);
   t.match(log, /SHEEPDOG \d+: request READ_OBJ/);
   t.match(log, /answered by 127\.0\.0\.1:\d+, result 0x0/);
+  t.match(log, /retry READ_OBJ #1 \(transient\)/);
+  t.match(log, /retry READ_OBJ #1: 127\.0\.0\.1:\d+ answered AGAIN \(0x8f\)/, 'the transient result is named');
   t.match(log, /connection \d+ to 127\.0\.0\.1:\d+ closed/);
 });
 
