@@ -65,6 +65,11 @@ export interface PoolOptions {
   connectTimeout?: number;
   /** Re-sends of an idempotent request after its connection died (failover). Default 3. */
   maxRetries?: number;
+  /**
+   * Placements again of a request whose connection died before it was
+   * written (any opcode: the sheep never saw it). Default 32.
+   */
+  maxUnsentRetries?: number;
   /** Re-sends after transient sheep results (within the deadline). Default 20. */
   maxTransientRetries?: number;
   /**
@@ -133,6 +138,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   readonly requestTimeout: number;
   readonly connectTimeout: number;
   readonly maxRetries: number;
+  readonly maxUnsentRetries: number;
   readonly maxTransientRetries: number;
   readonly discover: boolean;
   private readonly reconnectStrategy: ReconnectStrategy | number | false;
@@ -177,6 +183,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     this.requestTimeout = nonNegInt(opts.requestTimeout, 30_000, 'requestTimeout');
     this.connectTimeout = nonNegInt(opts.connectTimeout, 10_000, 'connectTimeout');
     this.maxRetries = nonNegInt(opts.maxRetries, 3, 'maxRetries');
+    this.maxUnsentRetries = nonNegInt(opts.maxUnsentRetries, 32, 'maxUnsentRetries');
     this.maxTransientRetries = nonNegInt(opts.maxTransientRetries, 20, 'maxTransientRetries');
     this.maxOrphans = nonNegInt(opts.maxOrphansPerConnection, 64, 'maxOrphansPerConnection');
     if (opts.maxDataLength !== undefined) nonNegInt(opts.maxDataLength, 0, 'maxDataLength', 1);
@@ -460,7 +467,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       pr.fail(err);
       return;
     }
-    const reason = pr.resendReason(err, conn, sent, this.maxRetries);
+    const reason = pr.resendReason(err, conn, sent, this.maxRetries, this.maxUnsentRetries);
     if (reason === undefined) return; // failed
     if (pr.pinned === undefined) pr.avoid = this.owner.get(conn);
     if (requestRetryChannel.hasSubscribers) {
@@ -469,7 +476,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
         op: opName(pr.req.opcode),
         reason,
         node: conn.node,
-        attempt: pr.failovers,
+        attempt: reason === 'unsent' ? pr.unsentBounces : pr.failovers,
         delay: 0,
         error: err,
       });

@@ -50,6 +50,8 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
   /** Times written to a connection. */
   sends = 0;
   failovers = 0;
+  /** Times its connection died before it was written (placed again each time, up to `maxUnsentRetries`). */
+  unsentBounces = 0;
   transients = 0;
   lastNode: string | undefined = undefined;
   lastResult = 0;
@@ -279,14 +281,39 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
 
   /**
    * The connection carrying this request failed with `err`: whether it may
-   * be placed again. Never written ('unsent'): always, the sheep never saw
-   * it. Written: only when idempotent, not pinned, and within `maxRetries`
-   * ('failover', counted). Otherwise undefined, and the request was failed:
-   * with OutcomeUnknownError when it was written and is not idempotent, else
-   * with `err`.
+   * be placed again. Never written ('unsent'): the sheep never saw it, so
+   * whatever the opcode, within `maxUnsent` such bounces (a separate,
+   * generous bound: without a deadline nothing else would stop a request
+   * bouncing between connections that keep dying). Written: only when
+   * idempotent, not pinned, and within `maxRetries` ('failover', counted).
+   * Otherwise undefined, and the request was failed: with
+   * OutcomeUnknownError when it was written and is not idempotent, else
+   * with the connection's error.
    */
-  resendReason(err: Error, conn: Connection, sent: boolean, maxRetries: number): ResendReason | undefined {
-    if (!sent) return 'unsent';
+  resendReason(
+    err: Error,
+    conn: Connection,
+    sent: boolean,
+    maxRetries: number,
+    maxUnsent: number,
+  ): ResendReason | undefined {
+    if (!sent) {
+      if (this.unsentBounces >= maxUnsent) {
+        const n = this.unsentBounces + 1;
+        this.fail(
+          err instanceof ConnectionError
+            ? new ConnectionError(
+                `${opName(this.req.opcode)} was never sent: ${n} connections failed before writing it (last: ${err.message})`,
+                conn.node,
+                { reason: err.reason, sent: false, cause: err },
+              )
+            : err,
+        );
+        return undefined;
+      }
+      this.unsentBounces++;
+      return 'unsent';
+    }
     if (!this.idempotent) {
       this.fail(
         new OutcomeUnknownError(

@@ -2,6 +2,7 @@
 // requests answered out of order, queue bound, busy/drain, timeouts and
 // aborts, failover and OutcomeUnknownError, transient results, reconnect,
 // discovery, pinned requests, close() and destroy().
+import diagnostics_channel from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import t, { type Test } from 'tap';
 import { Flag, Op, Result } from '../../protocol/constants.js';
@@ -16,7 +17,9 @@ import {
   SheepProtocolError,
   TimeoutError,
 } from '../../lib/errors.js';
+import { Connection, type ConnectionOp } from '../../lib/transport/connection.js';
 import { type PoolOptions, SheepdogPool } from '../../lib/transport/pool.js';
+import { PoolRequest } from '../../lib/transport/request.js';
 import { FakeSheep, type FakeRequest, fakeCluster, patternBody } from './fake-sheep.js';
 
 t.setTimeout(60_000);
@@ -638,4 +641,46 @@ t.test('a throwing event listener neither strands a request nor kills its connec
     await untilErrors(errs, 1);
     t.match(errs[0]?.message, 'nodeUp listener');
   });
+});
+
+t.test('a request whose connections keep dying before it is written is bounded (maxUnsentRetries)', async (t) => {
+  const fakes = await fakeCluster(t, 2);
+  const victim = newVdi(); // not repeatable: only unsent bounces may place it again
+  // Every connection the victim is placed on dies in the same tick, before
+  // the write batch: 100 times, then it would go through.
+  const send = Connection.prototype.send;
+  let killed = 0;
+  Connection.prototype.send = function (this: Connection, op: ConnectionOp): void {
+    send.call(this, op);
+    if (op instanceof PoolRequest && op.req === victim && killed < 100) {
+      killed++;
+      this.destroy();
+    }
+  };
+  t.teardown(() => {
+    Connection.prototype.send = send;
+  });
+  const retried: string[] = [];
+  const fn = (m: unknown): void => {
+    retried.push((m as { reason: string }).reason);
+  };
+  diagnostics_channel.subscribe('sheepdog:request:retry', fn);
+  t.teardown(() => {
+    diagnostics_channel.unsubscribe('sheepdog:request:retry', fn);
+  });
+  const p = pool(t, fakes, { connectionsPerNode: 1, reconnectStrategy: 0, requestTimeout: 0, maxUnsentRetries: 5 });
+  await ready(p, 2);
+  const e = await settle(p.request(victim, NAME));
+  t.ok(e instanceof ConnectionError, 'fails with the connection error');
+  t.equal((e as ConnectionError).sent, false);
+  t.match((e as Error).message, /NEW_VDI was never sent: 6 connections failed before writing it/);
+  t.equal(killed, 6, 'placed 1 + maxUnsentRetries times');
+  t.same(retried, ['unsent', 'unsent', 'unsent', 'unsent', 'unsent']);
+  t.equal(
+    fakes.reduce((n, f) => n + f.seen.filter((r) => r.opcode === Op.NEW_VDI).length, 0),
+    0,
+    'never reached a sheep',
+  );
+  const ok = await p.request(read(1n, 4));
+  t.equal(ok.header.result, Result.SUCCESS, 'the pool still works');
 });
