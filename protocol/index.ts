@@ -10,4 +10,5 @@ export * from './hash.js';
 export * from './header.js';
 export * from './oid.js';
 export * from './opcodes.js';
+export * from './placement.js';
 export * from './records.js';
