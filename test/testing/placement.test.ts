@@ -6,7 +6,14 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildRing, effectiveCopies, oidToNodes, type PlacementNode, sdHashOid } from '../../protocol/index.js';
+import {
+  buildRing,
+  effectiveCopies,
+  oidToNodes,
+  type PlacementNode,
+  sdHashOid,
+  vidToVdiOid,
+} from '../../protocol/index.js';
 import { formatAddress } from '../../lib/util/address.js';
 
 interface OracleSet {
@@ -63,35 +70,37 @@ t.test('copies land in distinct zones, capped at the zones there are', async (t)
   t.equal(typeof sdHashOid(0n), 'bigint');
 });
 
-// `dog vdi object location` outputs recorded from a real cluster (3 nodes 127.0.0.1:7000-7002,
-// zones 0,1,2, copies 2), when present: "According to sheepdog algorithm, the object should be
-// located at:" followed by the nodes, for the object named in "Looking for the object 0x...".
+// `dog vdi object location` outputs recorded from a real cluster (nodes 127.0.0.1:7000+i in zone i,
+// copies 2; some recorded with a node down): "Looking for the object 0x..." (or "the inode object
+// 0x<vid>"), a line per node of the ring saying whether it has the object, then "According to
+// sheepdog algorithm, the object should be located at:" and the nodes.
 const dogDir = new URL('../fixtures/dog-outputs/', import.meta.url);
-const dogFiles = existsSync(dogDir) ? readdirSync(dogDir).filter((f) => !f.startsWith('.')) : [];
+const dogFiles = existsSync(dogDir) ? readdirSync(dogDir).filter((f) => f.endsWith('.txt')) : [];
+const entryRe =
+  /Looking for the (inode )?object 0x([0-9a-f]+)[^\n]*\n\n((?:\S+ (?:has|doesn't have) the object\n)+)\nAccording to sheepdog algorithm, the object should be located at:\n([^\n]+)/g;
 t.test(
   'placement equals what a real dog prints',
   { skip: dogFiles.length === 0 && 'no recorded dog outputs' },
   async (t) => {
-    const nodes: PlacementNode[] = [0, 1, 2].map((i) => ({
-      nid: { addr: '127.0.0.1', port: 7000 + i },
-      nrVnodes: 128,
-      zone: i,
-    }));
-    const ring = buildRing(nodes);
     let checked = 0;
     for (const f of dogFiles) {
       const text = readFileSync(join(dogDir.pathname, f), 'utf8');
-      const re =
-        /Looking for the (?:inode )?object 0x([0-9a-f]+)[^\n]*\n[\s\S]*?According to sheepdog algorithm, the object should be located at:\n([^\n]+)/g;
-      for (const m of text.matchAll(re)) {
-        let hex = m[1] as string;
-        if (/inode object/.test(m[0])) hex = ((0x80n << 56n) | (BigInt(`0x${hex}`) << 32n)).toString(16);
-        const expected = (m[2] as string).trim().split(/\s+/);
-        const got = oidToNodes(ring, BigInt(`0x${hex}`), expected.length).map((i) => {
+      for (const m of text.matchAll(entryRe)) {
+        const id = BigInt(`0x${m[2] as string}`);
+        const oid = m[1] ? vidToVdiOid(Number(id)) : id;
+        const nodes: PlacementNode[] = (m[3] as string)
+          .trim()
+          .split('\n')
+          .map((l) => {
+            const [addr, port] = (l.split(' ')[0] as string).split(':');
+            return { nid: { addr: addr as string, port: Number(port) }, nrVnodes: 128, zone: Number(port) - 7000 };
+          });
+        const expected = (m[4] as string).trim().split(/\s+/);
+        const got = oidToNodes(buildRing(nodes), oid, expected.length).map((i) => {
           const n = nodes[i] as PlacementNode;
           return formatAddress(n.nid.addr, n.nid.port);
         });
-        t.same(got, expected, `${f}: ${hex}`);
+        t.same(got, expected, `${f}: ${oid.toString(16)} on ${nodes.length} nodes`);
         checked++;
       }
     }
