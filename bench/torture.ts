@@ -43,6 +43,13 @@ export interface TortureOptions {
   maxWrite: number;
   /** Inject faults (delays, reordering, dropped connections) into the cluster. */
   faults?: boolean;
+  /**
+   * Connections die under the load: object writes dropped before execution
+   * (the connection closes), executed with the reply lost (the deadline then
+   * destroys the connection), and one node's listener stopped and started
+   * again mid-run. The pool replays; the caller must see no error.
+   */
+  failover?: boolean;
   /** Log progress to stderr. */
   verbose?: boolean;
 }
@@ -55,6 +62,8 @@ export interface TortureReport {
   zeroes: number;
   reads: number;
   snapshots: number;
+  /** Requests the injected faults acted on. */
+  faultsHit: number;
   /** Operations that failed (an error is a defect when the cluster is healthy). */
   errors: string[];
   /** Sectors that broke the contract, with why (first 20). */
@@ -153,7 +162,8 @@ function pickRange(r: () => number, sectors: number, perObj: number, maxN: numbe
 export async function torture(o: TortureOptions, given?: { sheep: MemorySheep }): Promise<TortureReport> {
   const started = Date.now();
   const sheep = given?.sheep ?? (await startMemorySheep({ nodes: 3, copies: 2 }));
-  const client = new SheepdogClient({ nodes: [...sheep.addresses], requestTimeout: 60_000 });
+  // With failover, a lost reply costs one deadline before the replay.
+  const client = new SheepdogClient({ nodes: [...sheep.addresses], requestTimeout: o.failover ? 3000 : 60_000 });
   const r = rng(o.seed);
   const os = 2 ** o.bss;
   const size = o.objects * os;
@@ -169,6 +179,7 @@ export async function torture(o: TortureOptions, given?: { sheep: MemorySheep })
     zeroes: 0,
     reads: 0,
     snapshots: 0,
+    faultsHit: 0,
     errors: [],
     violations: [],
     seconds: 0,
@@ -178,7 +189,7 @@ export async function torture(o: TortureOptions, given?: { sheep: MemorySheep })
   try {
     await client.createVdi(name, size, o.hyper ? { hyper: true } : { blockSizeShift: o.bss });
     const v = await client.openVdi(name);
-    const faults: { remove(): void }[] = [];
+    const faults: { remove(): void; readonly hits?: number }[] = [];
     if (o.faults) {
       sheep.setReorder(true);
       for (let i = 0; i < sheep.addresses.length; i++) {
@@ -202,6 +213,21 @@ export async function torture(o: TortureOptions, given?: { sheep: MemorySheep })
         );
       }
     }
+    if (o.failover) {
+      for (let i = 0; i < sheep.addresses.length; i++) {
+        faults.push(sheep.inject(i, { kind: 'drop', opcode: Op.WRITE_OBJ, after: 20 + 7 * i, times: 4 }));
+        faults.push(sheep.inject(i, { kind: 'drop', opcode: Op.CREATE_AND_WRITE_OBJ, after: 5 + 3 * i, times: 3 }));
+        faults.push(
+          sheep.inject(i, { kind: 'execute-drop-reply', opcode: Op.WRITE_OBJ, after: 40 + 11 * i, times: 1 }),
+        );
+        faults.push(
+          sheep.inject(i, { kind: 'execute-drop-reply', opcode: Op.CREATE_AND_WRITE_OBJ, after: 15 + 5 * i, times: 1 }),
+        );
+      }
+    }
+    const stopAt = o.failover ? Math.floor(o.ops / 3) : -1;
+    const startAt = o.failover ? Math.floor((2 * o.ops) / 3) : -1;
+    let nodeStops = Promise.resolve();
     const deadline = o.seconds === undefined ? Infinity : started + o.seconds * 1000;
     let issued = 0;
     const run = async (op: Op, fn: () => Promise<void>): Promise<void> => {
@@ -267,6 +293,8 @@ export async function torture(o: TortureOptions, given?: { sheep: MemorySheep })
         (async () => {
           while (issued < o.ops && Date.now() < deadline) {
             issued++;
+            if (issued === stopAt) nodeStops = nodeStops.then(() => sheep.stopNode(1));
+            if (issued === startAt) nodeStops = nodeStops.then(() => sheep.startNode(1));
             await one();
             if (o.verbose && issued % 100 === 0)
               process.stderr.write(`torture seed ${o.seed}: ${issued} ops, ${Date.now() - started} ms\n`);
@@ -282,9 +310,13 @@ export async function torture(o: TortureOptions, given?: { sheep: MemorySheep })
         }, 5000)
       : undefined;
     await Promise.all(lanes);
+    await nodeStops;
     if (watchdog) clearInterval(watchdog);
     void inflight;
-    for (const f of faults) f.remove();
+    for (const f of faults) {
+      report.faultsHit += f.hits ?? 0;
+      f.remove();
+    }
     sheep.setReorder(false);
     report.ops = ops.length - 1;
     if (o.verbose) process.stderr.write(`torture seed ${o.seed}: ran in ${Date.now() - started} ms, checking\n`);

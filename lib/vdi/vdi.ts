@@ -17,32 +17,24 @@ import { objRequest } from '../../protocol/header.js';
 import { vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
 import type { InodeHeader } from '../../protocol/records.js';
 import {
-  AbortError,
   InvalidArgumentError,
   NoObjError,
   PartialWriteError,
   ReadOnlyError,
   SheepdogError,
-  TimeoutError,
   responseError,
 } from '../errors.js';
 import { checkBytes } from '../client/names.js';
 import type { RequestOptions } from '../transport/types.js';
 import { runBounded } from '../util/bounded.js';
+import { type IoOptions, NO_CALL_SIGNAL, abortedError, callSignal } from '../util/signal.js';
 import type { VdiHost, VdiCore } from './core.js';
 import { MAX_IO, discardRange, splitPieces, writeRange, writeZeroes } from './write-path.js';
 
 export type { VdiHost } from './core.js';
+export type { IoOptions } from '../util/signal.js';
 /** Declared in lib/errors.ts; re-exported for importers of this module. */
 export { PartialWriteError };
-
-/** Per-call options of every I/O method. */
-export interface IoOptions {
-  /** Abort the call: requests not yet sent are dropped; writes already sent are waited for. */
-  signal?: AbortSignal;
-  /** Milliseconds until the call fails with TimeoutError (same rules as `signal`). */
-  timeout?: number;
-}
 
 const ZERO_BLOCK = new Uint8Array(1 << 16);
 
@@ -63,42 +55,6 @@ export interface WriteStreamOptions {
   chunkSize?: number;
   /** Writes in flight, default 4. */
   concurrency?: number;
-}
-
-/** A signal that fires on the caller's signal or after `timeout` ms; `done()` clears the timer. */
-interface CallSignal {
-  signal: AbortSignal | undefined;
-  done(): void;
-}
-const NO_CALL_SIGNAL: CallSignal = { signal: undefined, done() {} };
-
-export function callSignal(o: IoOptions | undefined, what: string): CallSignal {
-  if (o === undefined || (o.signal === undefined && o.timeout === undefined)) return NO_CALL_SIGNAL;
-  const { signal, timeout } = o;
-  if (timeout === undefined) return { signal, done() {} };
-  if (typeof timeout !== 'number' || !(timeout >= 0)) {
-    throw new InvalidArgumentError(`timeout must be a number of ms >= 0, got ${String(timeout)}`);
-  }
-  const ac = new AbortController();
-  const timer = setTimeout(() => {
-    ac.abort(new TimeoutError(`${what} timed out after ${timeout} ms`, { timeout }));
-  }, timeout);
-  const onAbort = (): void => ac.abort(signal?.reason);
-  if (signal?.aborted) onAbort();
-  else signal?.addEventListener('abort', onAbort, { once: true });
-  return {
-    signal: ac.signal,
-    done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    },
-  };
-}
-
-function abortedError(signal: AbortSignal, what: string): Error {
-  const reason: unknown = signal.reason;
-  if (reason instanceof SheepdogError) return reason;
-  return new AbortError(`${what} aborted`, { cause: reason });
 }
 
 export class Vdi {

@@ -29,18 +29,11 @@
 import { Flag, Op, Result, StorePolicy } from '../../protocol/constants.js';
 import { objRequest } from '../../protocol/header.js';
 import { vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
-import {
-  AbortError,
-  NoObjError,
-  NoVdiError,
-  PartialWriteError,
-  ReadOnlyError,
-  SheepdogError,
-  responseError,
-} from '../errors.js';
+import { NoObjError, NoVdiError, PartialWriteError, ReadOnlyError, responseError } from '../errors.js';
 import type { RequestOptions } from '../transport/types.js';
 import { runBounded } from '../util/bounded.js';
 import { vdiRetryChannel } from '../util/diagnostics.js';
+import { abortedError } from '../util/signal.js';
 import { Confirmation } from './locks.js';
 import type { VdiCore } from './core.js';
 
@@ -78,12 +71,6 @@ export function splitPieces(objectSize: number, offset: number, length: number, 
 /** Options of one call on the write path. */
 export interface CallOptions {
   signal?: AbortSignal | undefined;
-}
-
-function abortError(signal: AbortSignal, what: string): Error {
-  const reason: unknown = signal.reason;
-  if (reason instanceof SheepdogError) return reason;
-  return new AbortError(`${what} aborted`, { cause: reason });
 }
 
 /** Object request options: the caller's signal only stops requests not yet on the wire. */
@@ -326,7 +313,7 @@ async function writeGeneral(
   const pieces = splitPieces(st.objectSize, offset, data.length, MAX_IO);
   const host = st.host;
   for (let attempt = firstAttempt; ; attempt++) {
-    if (signal?.aborted) throw abortError(signal, `write to ${st.name}`);
+    if (signal?.aborted) throw abortedError(signal, `write to ${st.name}`);
     const gen = st.generation;
     const a = new WriteAttempt(st, data, signal);
     await runBounded(pieces, host.maxConcurrency, (p) => a.piece(p));
@@ -339,7 +326,7 @@ async function writeGeneral(
         a.error,
       );
     }
-    if (a.unsent > 0 && signal !== undefined) throw abortError(signal, `write to ${st.name}`);
+    if (a.unsent > 0 && signal !== undefined) throw abortedError(signal, `write to ${st.name}`);
     if (!a.stale) return;
     if (attempt >= host.readonlyRetries) {
       if (a.noObj) throw new NoObjError(`write to ${st.name}: sheep kept answering NO_OBJ for an indexed object`);
@@ -398,7 +385,7 @@ export async function writeZeroes(
 async function unmap(st: VdiCore, idxs: readonly number[], signal: AbortSignal | undefined): Promise<void> {
   const host = st.host;
   for (let attempt = 0; ; attempt++) {
-    if (signal?.aborted) throw abortError(signal, `discard of ${st.name}`);
+    if (signal?.aborted) throw abortedError(signal, `discard of ${st.name}`);
     const gen = st.generation;
     const vid = st.header.vdiId;
     const todo = idxs.filter((i) => st.index.get(i) !== 0).sort((a, b) => a - b);

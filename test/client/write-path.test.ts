@@ -161,6 +161,22 @@ for (const [bss, hyper] of [
   }
 }
 
+t.test('torture with failover: dropped connections, lost replies, a node stopped and started', async (t) => {
+  const rep = await torture({
+    seed: 4242,
+    bss: 20,
+    objects: 16,
+    qd: 32,
+    ops: 300,
+    maxWrite: 6 * MiB,
+    faults: true,
+    failover: true,
+  });
+  t.ok(rep.faultsHit >= 20, `the faults acted (${rep.faultsHit} requests)`);
+  t.same(rep.errors, [], `no call failed (${rep.ops} ops)`);
+  t.same(rep.violations, [], 'no lost or stale sector');
+});
+
 t.test('createVdi after an unknown outcome does not adopt a VDI that existed before', async (t) => {
   const { client, sheep } = await withCluster(t);
   await client.createVdi('taken', 4 * MiB);
