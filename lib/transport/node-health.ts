@@ -49,6 +49,8 @@ export class PoolNode {
   status: NodeState = 'idle';
   lastError: Error | undefined = undefined;
   removed = false;
+  /** Had a ready connection at least once in this pool (a node that never did and refuses is unreachable). */
+  everUp = false;
   readonly pinned = new Fifo<PoolRequest>();
   pinnedCount = 0;
   /** `address:port` the node answered from (matches discovered addresses to seeds given by name). */
@@ -64,6 +66,7 @@ export class PoolNode {
   /** One of its connections is ready: the failure count starts again. */
   connReady(c: Connection): void {
     this.ready++;
+    this.everUp = true;
     this.attempts = 0;
     this.lastError = undefined;
     this.resolved ??= c.remote;
@@ -138,6 +141,14 @@ export class PoolNode {
     if (nodeDownChannel.hasSubscribers) {
       nodeDownChannel.publish({ node: this.key, error: err, retries: this.attempts, delay });
     }
+  }
+
+  /**
+   * Never up, nothing connecting, and its last connection attempt failed:
+   * requests waiting for it fail at once instead of waiting out their deadline.
+   */
+  get unreachable(): boolean {
+    return !this.everUp && this.ready === 0 && this.conns.length === 0 && this.lastError !== undefined;
   }
 
   /** `key: why` (the last error, else the state), for error messages. */

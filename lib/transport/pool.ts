@@ -123,6 +123,53 @@ export interface PoolEvents {
 
 const EMPTY_OPTS: RequestOptions = Object.freeze({});
 
+const CONNECT_CODES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  EHOSTDOWN: 'host down',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'name lookup failed',
+  ETIMEDOUT: 'connect timed out',
+  EADDRNOTAVAIL: 'address not available',
+};
+
+/** Why a connection attempt failed, in a few words (`connection refused (ECONNREFUSED)`). */
+function connectWhy(e: Error | undefined): string {
+  if (e === undefined) return 'not reachable';
+  if (e instanceof ConnectionError && e.reason === 'connect-timeout') return 'connect timed out';
+  const code = (e.cause as { code?: unknown } | undefined)?.code ?? (e as { code?: unknown }).code;
+  if (typeof code === 'string' && code !== 'SHEEPDOG_ERR_CONNECTION') {
+    const text = CONNECT_CODES[code];
+    return text === undefined ? code : `${text} (${code})`;
+  }
+  const c = e.cause;
+  return c instanceof Error ? c.message : e.message;
+}
+
+/** The ConnectionError of a request whose every usable node is unreachable: each node and its cause. */
+function unreachableError(pr: PoolRequest, nodes: readonly PoolNode[]): ConnectionError {
+  const op = opName(pr.req.opcode);
+  const errs = nodes.map((n) => n.lastError as Error);
+  const parts = nodes.map((n) => `${n.key}: ${connectWhy(n.lastError)}`);
+  const reasons = new Set(errs.map((e) => (e instanceof ConnectionError ? e.reason : 'connect')));
+  const reason = reasons.size === 1 ? ([...reasons][0] as ConnectionError['reason']) : 'connect';
+  if (nodes.length === 1) {
+    const n = nodes[0] as PoolNode;
+    return new ConnectionError(`${op}: cannot connect to ${parts[0]}`, n.key, {
+      reason,
+      sent: false,
+      cause: errs[0],
+    });
+  }
+  return new ConnectionError(`${op}: cannot connect to any node (${parts.join('; ')})`, undefined, {
+    reason,
+    sent: false,
+    cause: new AggregateError(errs, `every node failed to connect`),
+  });
+}
+
 function nonNegInt(v: number | undefined, def: number, name: string, min = 0): number {
   const x = v ?? def;
   if (typeof x !== 'number' || !Number.isInteger(x) || x < min) {
@@ -607,6 +654,39 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     node.lastError = err;
     if (this.closing && this.active === 0) return;
     this.scheduleReconnect(node, err);
+    if (node.unreachable) this.failUnreachable(node);
+  }
+
+  /**
+   * `node` failed a connection attempt and was never up: its pinned requests
+   * fail now, and so does the global queue when every node is in that state
+   * (a refused or unreachable cluster is reported at once, with each node's
+   * cause, not after the request's deadline). Nodes that were up once are
+   * waited for within the deadline (a sheep restarting).
+   */
+  private failUnreachable(node: PoolNode): void {
+    for (const pr of node.pinned.drain()) {
+      if (pr.phase === P_QUEUED) pr.fail(unreachableError(pr, [node]));
+    }
+    if (this.queue.global === 0) return;
+    const nodes = [...this.nodeMap.values()];
+    for (const n of nodes) if (!n.unreachable) return;
+    for (const pr of this.queue.takeAll()) {
+      if (pr.phase === P_QUEUED) pr.fail(unreachableError(pr, nodes));
+    }
+  }
+
+  /** @internal Why a queued request still waits, as an error (the TimeoutError's cause): the nodes' last connection errors. */
+  _waitCause(pr: PoolRequest): Error | undefined {
+    const nodes = pr.pinned ? [pr.pinned] : [...this.nodeMap.values()];
+    const errs: Error[] = [];
+    for (const n of nodes) {
+      if (n.status === 'up') return undefined;
+      if (n.lastError !== undefined) errs.push(n.lastError);
+    }
+    if (errs.length === 0) return undefined;
+    if (errs.length === 1) return errs[0];
+    return new AggregateError(errs, 'no node can be reached');
   }
 
   /** Reconnect `node` after the strategy's delay; report it down, or given up (then its requests fail). */

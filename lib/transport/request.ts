@@ -197,8 +197,14 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
     if (phase === 'sent') where = `sent to ${node}, no reply yet`;
     else if (phase === 'backoff') where = `waiting to retry after ${this.lastResultText()} from ${node}`;
     else where = `never sent: waiting for a connection (${this.pool._waitReason(this)})`;
+    const cause = phase === 'queued' ? this.pool._waitCause(this) : undefined;
     this.giveUp(
-      new TimeoutError(`${op} timed out after ${this.timeout} ms (${where})`, { phase, node, timeout: this.timeout }),
+      new TimeoutError(`${op} timed out after ${this.timeout} ms (${where})`, {
+        phase,
+        node,
+        timeout: this.timeout,
+        ...(cause === undefined ? {} : { cause }),
+      }),
       true,
     );
   }

@@ -12,6 +12,7 @@ import {
   type SnapshotSpec,
 } from '../../lib/driver/driver.js';
 import {
+  ConnectionError,
   InvalidArgumentError,
   NoSpaceError,
   NoTagError,
@@ -102,6 +103,22 @@ t.test('checkForSetupError', async (t) => {
     t.equal((e as ClusterNotReadyError).reason, 'unreachable');
     t.match((e as Error).message, `127.0.0.1:${port}`);
     t.ok((e as Error).cause, 'the connection error is the cause');
+  });
+
+  t.test('with the default options, a refusing cluster is reported unreachable at once', async (t) => {
+    const ports = [await deadPort(), await deadPort()];
+    const nodes = ports.map((p) => `127.0.0.1:${p}`);
+    const driver = new SheepdogDriver({ nodes }); // default requestTimeout (30 s), reconnects on
+    t.teardown(() => driver.close());
+    const t0 = performance.now();
+    const e = await driver.checkForSetupError().catch((x: unknown) => x);
+    const took = performance.now() - t0;
+    t.ok(e instanceof ClusterNotReadyError);
+    t.equal((e as ClusterNotReadyError).reason, 'unreachable');
+    t.ok(took < 5000, `reported within seconds (${Math.round(took)} ms), not after the request timeout`);
+    const cause = (e as Error).cause;
+    t.ok(cause instanceof ConnectionError, 'cause: the ConnectionError');
+    for (const n of nodes) t.match((e as Error).message, `${n}: connection refused (ECONNREFUSED)`);
   });
 });
 
