@@ -292,6 +292,8 @@ export class Connection {
   private closeWaiters: (() => void)[] | undefined;
   private sentCount = 0;
   private replyCount = 0;
+  /** Reads from the socket since the start (liveness: a connection that reads nothing is silent). */
+  received = 0;
   private lateCount = 0;
   /** The error the connection closed with (undefined while open or after a graceful close). */
   closeError: Error | undefined;
@@ -625,6 +627,27 @@ export class Connection {
     }
   }
 
+  /**
+   * Take back a written `op` to send it elsewhere (the pool's liveness
+   * failover): a stand-in orphan keeps its id reserved, so its late reply is
+   * dropped (never delivered to `op`, never written into its `readInto`),
+   * and `op` is free to be sent on another connection. False (nothing done)
+   * unless `op` is written here, unanswered, and its payload left the socket.
+   */
+  abandon(op: ConnectionOp): boolean {
+    if (op.conn !== this || op.opState !== OpState.SENT || op.flushingOn !== undefined) return false;
+    const stand = new StandInOp(op.header);
+    stand.opId = op.opId;
+    stand.conn = this;
+    stand.opState = OpState.SENT;
+    this.inflight.set(op.opId, stand);
+    if (this.receiving === op) this.receiving = stand;
+    op.conn = undefined;
+    op.opState = OpState.IDLE;
+    this.cancel(stand);
+    return true;
+  }
+
   // ------------------------------------------------------------ receiving
 
   private readonly bodyTarget = (header: Uint8Array, length: number): Uint8Array | undefined => {
@@ -718,6 +741,7 @@ export class Connection {
   }
 
   private readonly onRead = (nread: number, buf: Uint8Array): boolean => {
+    this.received++;
     this.onData(buf.subarray(0, nread));
     return true;
   };
@@ -1071,6 +1095,15 @@ export function stuckPayloadError(conn: Connection, op: string, bytes: number, t
     conn.node,
     { reason: 'destroyed' },
   );
+}
+
+/** Holds the id of an op taken back with `abandon()` until its late reply. */
+class StandInOp extends ConnectionOp {
+  constructor(header: Uint8Array) {
+    super(header, undefined, undefined);
+  }
+  onReply(): void {}
+  onError(): void {}
 }
 
 /** A request made with `Connection.request()`. */

@@ -30,19 +30,19 @@ import { EventEmitter } from 'node:events';
 import { opName, resultName } from '../../protocol/constants.js';
 import type { Request } from '../../protocol/header.js';
 import { parseAddress } from '../util/address.js';
-import { Connection, type ConnectionHooks, encodeRequestHeader } from './connection.js';
+import { Connection, type ConnectionHooks, OpState, encodeRequestHeader } from './connection.js';
 import {
   type RequestTraceContext,
   nodesChangedChannel,
   requestChannel,
   requestRetryChannel,
 } from '../util/diagnostics.js';
-import { ConnectionError, InvalidArgumentError, PoolClosedError } from '../errors.js';
+import { ConnectionError, InvalidArgumentError, PoolClosedError, TimeoutError } from '../errors.js';
 import { type ReconnectStrategy, defaultReconnectStrategy, isNodeResult } from './policy.js';
 import { Discovery } from './discovery.js';
 import { type NodeStats, PoolNode, findResolved } from './node-health.js';
 import { RequestQueue } from './queue.js';
-import { P_BACKOFF, P_NEW, P_QUEUED, P_SENT, PoolRequest, retryFired } from './request.js';
+import { P_BACKOFF, P_NEW, P_QUEUED, P_SENT, PoolRequest, armLiveness, retryFired } from './request.js';
 import type { Reply, RequestOptions, Transport } from './types.js';
 
 export { isIdempotent, isTransientResult, defaultReconnectStrategy, type ReconnectStrategy } from './policy.js';
@@ -63,6 +63,16 @@ export interface PoolOptions {
   requestTimeout?: number;
   /** TCP connect timeout in ms. Default 10000. */
   connectTimeout?: number;
+  /**
+   * Liveness deadline of a repeatable request, in ms: written and unanswered
+   * this long on a connection that received nothing meanwhile (a gateway
+   * that accepts and never answers), it is sent again on another node (a
+   * failover, counted in `maxRetries`; the first copy becomes an orphan).
+   * Not for pinned, non-repeatable or `untilReply` requests, nor with one
+   * node. 0 = off. Default min(5000, timeout / 3), from each request's
+   * timeout (5000 when it has none).
+   */
+  livenessTimeout?: number;
   /** Re-sends of an idempotent request after its connection died (failover). Default 3. */
   maxRetries?: number;
   /**
@@ -184,6 +194,8 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
   readonly maxQueued: number;
   readonly requestTimeout: number;
   readonly connectTimeout: number;
+  /** `livenessTimeout` as given (undefined: the default, per request). */
+  readonly livenessTimeout: number | undefined;
   readonly maxRetries: number;
   readonly maxUnsentRetries: number;
   readonly maxTransientRetries: number;
@@ -229,6 +241,8 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     this.queue = new RequestQueue(this.maxQueued);
     this.requestTimeout = nonNegInt(opts.requestTimeout, 30_000, 'requestTimeout');
     this.connectTimeout = nonNegInt(opts.connectTimeout, 10_000, 'connectTimeout');
+    this.livenessTimeout =
+      opts.livenessTimeout === undefined ? undefined : nonNegInt(opts.livenessTimeout, 0, 'livenessTimeout');
     this.maxRetries = nonNegInt(opts.maxRetries, 3, 'maxRetries');
     this.maxUnsentRetries = nonNegInt(opts.maxUnsentRetries, 32, 'maxUnsentRetries');
     this.maxTransientRetries = nonNegInt(opts.maxTransientRetries, 20, 'maxTransientRetries');
@@ -346,12 +360,20 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       return Promise.reject(new InvalidArgumentError(`timeout must be a number of ms >= 0, got ${String(timeout)}`));
     }
     const pr = new PoolRequest(this, req, header, body, opts, pinned, timeout);
+    if (pinned === undefined && pr.idempotent && !pr.untilReply) pr.liveness = this.livenessFor(timeout);
     if (requestChannel.hasSubscribers) {
       const ctx: RequestTraceContext = { request: req, op: opName(req.opcode) };
       pr.trace = ctx;
       return requestChannel.tracePromise(this.admit, ctx, this, pr);
     }
     return this.admit(pr);
+  }
+
+  /** The liveness deadline of a repeatable request with this timeout (0: none). */
+  private livenessFor(timeout: number): number {
+    const lt = this.livenessTimeout ?? (timeout > 0 ? Math.min(5000, Math.floor(timeout / 3)) : 5000);
+    if (lt <= 0 || (timeout > 0 && lt >= timeout)) return 0;
+    return lt;
   }
 
   private pinnedNode(addr: string): PoolNode {
@@ -380,6 +402,7 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       pr.phase = P_SENT;
       pr.sends++;
       conn.send(pr);
+      if (pr.liveness > 0) this._watchLiveness(pr, conn);
       return;
     }
     this.enqueue(pr, retry);
@@ -414,7 +437,8 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       if (j >= n) j -= n;
       const c = list[j] as Connection;
       if (c.available <= 0) continue;
-      let load = c.pending;
+      // Orphans count too: a connection owing replies it never sent is slow or silent.
+      let load = c.pending + c.orphans;
       if (avoid !== undefined && this.owner.get(c) === avoid) load += 0x100000000;
       if (load < bestLoad) {
         best = c;
@@ -504,6 +528,58 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     this.backoff.delete(pr);
     if (this.destroyed) return;
     this.dispatch(pr, true);
+  }
+
+  /**
+   * @internal `pr`'s liveness deadline passed. Written, unanswered, on a
+   * connection that read nothing since: taken back from it (an orphan there)
+   * and sent to another node, when one is up and `maxRetries` allows.
+   * Otherwise (not written yet, payload still in the socket, the connection
+   * is receiving, no other node) it is looked at again one period later.
+   */
+  _livenessExpired(pr: PoolRequest): void {
+    const conn = pr.conn;
+    if (this.destroyed || conn === undefined) return;
+    const node = this.owner.get(conn);
+    const silent = conn.received === pr.liveMark && pr.opState === OpState.SENT && pr.flushingOn === undefined;
+    if (!silent || pr.failovers >= this.maxRetries || !this.otherNodeUp(node)) {
+      armLiveness(this, pr, conn);
+      return;
+    }
+    if (!conn.abandon(pr)) return;
+    pr.lastNode = conn.node;
+    pr.lastResult = 0;
+    pr.failovers++;
+    pr.avoid = node;
+    const op = opName(pr.req.opcode);
+    if (requestRetryChannel.hasSubscribers) {
+      requestRetryChannel.publish({
+        request: pr.req,
+        op,
+        reason: 'failover',
+        node: conn.node,
+        attempt: pr.failovers,
+        delay: 0,
+        error: new TimeoutError(`${op} got no reply from ${conn.node} within ${pr.liveness} ms (liveness)`, {
+          phase: 'sent',
+          node: conn.node,
+          timeout: pr.liveness,
+        }),
+      });
+    }
+    pr.phase = P_NEW;
+    this.dispatch(pr, true);
+  }
+
+  /** @internal `pr` (with a liveness deadline) was handed to `conn`: arm its liveness timer. */
+  _watchLiveness(pr: PoolRequest, conn: Connection): void {
+    if (pr.phase === P_SENT && pr.conn === conn && this.nodeMap.size > 1) armLiveness(this, pr, conn);
+  }
+
+  /** Whether a node other than `node` has a connection with a free slot. */
+  private otherNodeUp(node: PoolNode | undefined): boolean {
+    for (const c of this.readyConns) if (c.available > 0 && this.owner.get(c) !== node) return true;
+    return false;
   }
 
   /** @internal The connection carrying `pr` failed. */

@@ -123,6 +123,7 @@ export class RequestQueue {
       pr.phase = P_SENT;
       pr.sends++;
       conn.send(pr);
+      if (pr.liveness > 0) pr.pool._watchLiveness(pr, conn);
     }
   }
 

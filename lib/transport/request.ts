@@ -72,6 +72,15 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
    * or its connection is gone; it is not retried nor sent again.
    */
   abortedOnWire = false;
+  /**
+   * Liveness deadline in ms (0 = none): written and unanswered for this long
+   * on a connection that read nothing meanwhile, a repeatable request is
+   * sent again elsewhere (SheepdogPool `livenessTimeout`).
+   */
+  liveness = 0;
+  liveTimer: NodeJS.Timeout | undefined = undefined;
+  /** The connection's `received` count when the liveness timer was armed. */
+  liveMark = 0;
 
   constructor(
     pool: SheepdogPool,
@@ -369,6 +378,10 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
     }
+    if (this.liveTimer !== undefined) {
+      clearTimeout(this.liveTimer);
+      this.liveTimer = undefined;
+    }
     const c = this.conn;
     if (c !== undefined) c.cancel(this);
     this.pool._settled(this, was);
@@ -383,6 +396,19 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
 }
 
 function noop(): void {}
+
+/** (Re)arm `pr`'s liveness timer on `conn`. */
+export function armLiveness(pool: SheepdogPool, pr: PoolRequest, conn: Connection): void {
+  if (pr.liveTimer !== undefined) clearTimeout(pr.liveTimer);
+  pr.liveMark = conn.received;
+  pr.liveTimer = setTimeout(livenessFired, pr.liveness, pool, pr);
+}
+
+function livenessFired(pool: SheepdogPool, pr: PoolRequest): void {
+  pr.liveTimer = undefined;
+  if (pr.phase !== P_SENT) return;
+  pool._livenessExpired(pr);
+}
 
 /** The retry timer of a request in backoff fired. */
 export function retryFired(pool: SheepdogPool, pr: PoolRequest): void {
