@@ -64,7 +64,13 @@ export type ProtocolErrorReason =
   /** A reply body is larger than the request allows, or than `maxDataLength`. */
   | 'oversize'
   /** The frame decoder rejected the stream. */
-  | 'frame';
+  | 'frame'
+  /**
+   * The peer is not a sheep: the first bytes it sent on a connection (an
+   * HTTP answer, a proxy's banner, a header cut short by its close) match no
+   * request in flight there, before any valid reply.
+   */
+  | 'not-a-sheep';
 
 /**
  * A sheep sent bytes that cannot be a valid reply on this connection. The

@@ -294,6 +294,9 @@ export class Connection {
   private replyCount = 0;
   /** Reads from the socket since the start (liveness: a connection that reads nothing is silent). */
   received = 0;
+  /** The first bytes the peer sent, kept until its first valid reply (to tell a non-sheep peer). */
+  private sniff: Uint8Array | undefined;
+  private sniffLen = 0;
   private lateCount = 0;
   /** The error the connection closed with (undefined while open or after a graceful close). */
   closeError: Error | undefined;
@@ -747,6 +750,7 @@ export class Connection {
   };
 
   private readonly onData = (chunk: Uint8Array): void => {
+    if (this.replyCount === 0 && this.sniffLen < HEADER_SIZE) this.keepFirstBytes(chunk);
     let c: Uint8Array = chunk;
     if (this.skip > 0) {
       if (c.length < this.skip) {
@@ -764,10 +768,50 @@ export class Connection {
     }
   };
 
+  private keepFirstBytes(chunk: Uint8Array): void {
+    const b = (this.sniff ??= new Uint8Array(HEADER_SIZE));
+    const n = Math.min(HEADER_SIZE - this.sniffLen, chunk.length);
+    b.set(chunk.subarray(0, n), this.sniffLen);
+    this.sniffLen += n;
+  }
+
+  /**
+   * Whether the peer is not a sheep: it sent bytes before any valid reply,
+   * and they cannot start a reply to anything in flight here (neither the
+   * opcode byte of a request in flight nor, once there, one of their ids).
+   * A sheep with a bug (a wrong id, a wrong opcode, a long body) still gets
+   * the specific reason.
+   */
+  private notASheep(): boolean {
+    if (this.replyCount > 0 || this.sniffLen === 0) return false;
+    const b = this.sniff as Uint8Array;
+    if (this.sniffLen >= 12 && this.inflight.has(peekId(b))) return false;
+    if (this.sniffLen >= 2) {
+      const opcode = peekOpcode(b);
+      for (const op of this.inflight.values()) if (peekOpcode(op.header) === opcode) return false;
+    }
+    return true;
+  }
+
+  /** The error for a peer that is not a sheep (no internal numbers: they mean nothing to the user). */
+  private notASheepError(cause: unknown): SheepProtocolError {
+    const b = this.sniff as Uint8Array;
+    const text = Buffer.from(b.subarray(0, this.sniffLen)).toString('latin1');
+    const hint = text.startsWith('HTTP/') ? '; it answered like an HTTP server' : '';
+    return new SheepProtocolError(
+      `not a sheep (no valid reply header from ${this.node}${hint})`,
+      this.node,
+      'not-a-sheep',
+      cause === undefined ? undefined : { cause },
+    );
+  }
+
   private onProtocolError(e: unknown): void {
     if (this._state === 'closed') return;
     let err: Error;
-    if (e instanceof SheepProtocolError) err = e;
+    if ((e instanceof ProtocolError || e instanceof SheepProtocolError) && this.notASheep()) {
+      err = this.notASheepError(e);
+    } else if (e instanceof SheepProtocolError) err = e;
     else if (e instanceof ProtocolError) {
       const reason = /exceeds the limit|does not fit/.test(e.message) ? 'oversize' : 'frame';
       err = new SheepProtocolError(`protocol error from ${this.node}: ${e.message}`, this.node, reason, { cause: e });
@@ -880,10 +924,11 @@ export class Connection {
         se ? { reason: 'connect', cause: se } : { reason: 'connect' },
       );
     }
+    if (this.notASheep()) return this.notASheepError(se);
     const mid = this.decoder.idle && this.skip === 0 ? '' : ' in the middle of a reply';
     const why = se ? `failed: ${se.message}` : `was closed by the peer${mid}`;
     return new ConnectionError(
-      `connection ${this.id} to ${this.node} ${why} (${this.pending} requests pending)`,
+      `connection to ${this.node} ${why}`,
       this.node,
       se ? { reason: 'socket', cause: se } : { reason: 'closed' },
     );

@@ -7,7 +7,14 @@
  */
 import { Result, opName } from '../../protocol/constants.js';
 import { type Request, decodeResponse, peekEpoch, peekResult } from '../../protocol/header.js';
-import { AbortError, ConnectionError, OutcomeUnknownError, type RequestPhase, TimeoutError } from '../errors.js';
+import {
+  AbortError,
+  ConnectionError,
+  OutcomeUnknownError,
+  type RequestPhase,
+  SheepProtocolError,
+  TimeoutError,
+} from '../errors.js';
 import type { RequestTraceContext } from '../util/diagnostics.js';
 import { type Deadlined, armDeadline, disarmDeadline } from '../util/timers.js';
 import { type Connection, ConnectionOp, OpState, stuckPayloadError } from './connection.js';
@@ -330,6 +337,10 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
       return 'unsent';
     }
     if (!this.idempotent) {
+      if (err instanceof SheepProtocolError && err.reason === 'not-a-sheep') {
+        this.fail(err); // the peer is no sheep: nothing took effect
+        return undefined;
+      }
       this.fail(
         new OutcomeUnknownError(
           `${opName(this.req.opcode)} was sent to ${conn.node} but the connection failed before the reply (${err.message}); it may or may not have taken effect`,
