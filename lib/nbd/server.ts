@@ -1,0 +1,724 @@
+/**
+ * An NBD server in-process: Sheepdog VDIs served over the Network Block
+ * Device protocol (fixed newstyle, structured replies, base:allocation and
+ * qemu:allocation-depth). The only module that knows both NBD (the pure codec
+ * in ./protocol) and Vdi. See docs/nbd.md.
+ */
+import net from 'node:net';
+import { once } from 'node:events';
+import { SheepdogClient } from '../client/client.js';
+import type { SnapshotRef } from '../client/names.js';
+import { InvalidArgumentError, NoSpaceError, NoTagError, NoVdiError, ReadOnlyError } from '../errors.js';
+import type { Vdi } from '../vdi/vdi.js';
+import {
+  CONTEXT_ALLOCATION_DEPTH,
+  CONTEXT_BASE_ALLOCATION,
+  ClientFlag,
+  Cmd,
+  CmdFlag,
+  Errno,
+  HandshakeFlag,
+  Info,
+  NbdOptionError,
+  NbdProtocolError,
+  NbdServerDecoder,
+  Opt,
+  Rep,
+  ReplyFlag,
+  StateFlag,
+  TransmissionFlag,
+  encodeBlockStatus,
+  encodeChunkError,
+  encodeChunkNone,
+  encodeExportNameReply,
+  encodeGreeting,
+  encodeInfoBlockSize,
+  encodeInfoExport,
+  encodeInfoString,
+  encodeMetaContext,
+  encodeOffsetDataHeader,
+  encodeOffsetHole,
+  encodeOptionError,
+  encodeOptionReply,
+  encodeRepServer,
+  encodeSimpleReply,
+  parseEmpty,
+  parseExportName,
+  parseInfoRequest,
+  parseMetaContextRequest,
+  type ClientMessage,
+  type Extent,
+  type OptionMessage,
+  type RequestMessage,
+} from './protocol/index.js';
+
+const MiB = 1024 * 1024;
+
+export type NbdListen = { host?: string; port: number } | { path: string };
+
+export interface NbdServerOptions {
+  /** The client to serve through (kept open by close()). */
+  client?: SheepdogClient;
+  /** Or gateways to make a client of (closed by close()). */
+  nodes?: readonly string[];
+  /** Export names (`vol`, `vol@tag`, `vol@snapid`), or 'all': any VDI or snapshot, resolved at connect time. */
+  exports: readonly string[] | 'all';
+  listen: NbdListen;
+  /** Serve every export read-only (snapshots always are). */
+  readOnly?: boolean;
+  /** Largest READ/WRITE payload (INFO_BLOCK_SIZE maximum; default 32 MiB). */
+  maxPayload?: number;
+  /** Bytes of requests in flight per connection before the server stops reading it (default 64 MiB). */
+  maxInFlightBytes?: number;
+  /** The same over all connections (default 256 MiB). */
+  maxServerInFlightBytes?: number;
+}
+
+export type NbdAddress = { host: string; port: number } | { path: string };
+
+export interface NbdServer {
+  readonly address: NbdAddress;
+  /** Open connections. */
+  readonly connections: number;
+  /** The nbd:// (or nbd+unix://) URI of an export. */
+  uri(exportName: string): string;
+  /** Stop accepting, let requests in flight finish and their replies go out, close every connection and handle. */
+  close(): Promise<void>;
+}
+
+const CTX_BASE = 1;
+const CTX_DEPTH = 2;
+const CONTEXTS: readonly [number, string][] = [
+  [CTX_BASE, CONTEXT_BASE_ALLOCATION],
+  [CTX_DEPTH, CONTEXT_ALLOCATION_DEPTH],
+];
+const KNOWN_CMD_FLAGS = CmdFlag.FUA | CmdFlag.NO_HOLE | CmdFlag.DF | CmdFlag.REQ_ONE | CmdFlag.FAST_ZERO;
+
+/** Split `vol@tag` / `vol@3` into a VDI name and a snapshot (a number when all digits). */
+export function parseExportRef(name: string): { vdi: string; snapshot?: SnapshotRef } {
+  const at = name.lastIndexOf('@');
+  if (at <= 0 || at === name.length - 1) return { vdi: name };
+  const ref = name.slice(at + 1);
+  return { vdi: name.slice(0, at), snapshot: /^[0-9]+$/.test(ref) ? Number(ref) : ref };
+}
+
+/** The NBD error for an SDK error. */
+export function nbdErrno(e: unknown): number {
+  if (e instanceof ReadOnlyError) return Errno.EPERM;
+  if (e instanceof NoSpaceError) return Errno.ENOSPC;
+  if (e instanceof InvalidArgumentError) return Errno.EINVAL;
+  return Errno.EIO;
+}
+
+interface Budget {
+  bytes: number;
+}
+
+export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer> {
+  if (opts.client === undefined && (opts.nodes === undefined || opts.nodes.length === 0)) {
+    throw new InvalidArgumentError('startNbdServer needs a client or nodes');
+  }
+  if (opts.exports !== 'all' && !Array.isArray(opts.exports)) {
+    throw new InvalidArgumentError("exports must be a list of names or 'all'");
+  }
+  const ownsClient = opts.client === undefined;
+  const client = opts.client ?? new SheepdogClient({ nodes: [...(opts.nodes ?? [])] });
+  const conns = new Set<NbdConnection>();
+  const budget: Budget = { bytes: 0 };
+  const cfg: ServerConfig = {
+    client,
+    exports: opts.exports === 'all' ? 'all' : [...opts.exports],
+    readOnly: opts.readOnly === true,
+    maxPayload: opts.maxPayload ?? 32 * MiB,
+    maxInFlightBytes: opts.maxInFlightBytes ?? 64 * MiB,
+    maxServerInFlightBytes: opts.maxServerInFlightBytes ?? 256 * MiB,
+    budget,
+    kick: () => {
+      for (const c of conns) c.flow();
+    },
+  };
+  const srv = net.createServer((socket) => {
+    const c = new NbdConnection(socket, cfg);
+    conns.add(c);
+    void c.done.then(() => conns.delete(c));
+  });
+  const listen = opts.listen;
+  if ('path' in listen) srv.listen(listen.path);
+  else srv.listen(listen.port, listen.host ?? '127.0.0.1');
+  try {
+    await once(srv, 'listening');
+  } catch (e) {
+    if (ownsClient) await client.close();
+    throw e;
+  }
+  const a = srv.address();
+  const address: NbdAddress =
+    typeof a === 'string' || a === null
+      ? { path: 'path' in listen ? listen.path : String(a) }
+      : { host: a.address, port: a.port };
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    get connections() {
+      return conns.size;
+    },
+    uri(exportName: string) {
+      const e = encodeURIComponent(exportName);
+      if ('path' in address) return `nbd+unix:///${e}?socket=${address.path}`;
+      const h = address.host.includes(':') ? `[${address.host}]` : address.host;
+      return `nbd://${h}:${address.port}/${e}`;
+    },
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => srv.close(() => resolve()));
+        await Promise.all([...conns].map((c) => c.shutdown()));
+        await stopped;
+        if (ownsClient) await client.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+interface ServerConfig {
+  client: SheepdogClient;
+  exports: string[] | 'all';
+  readOnly: boolean;
+  maxPayload: number;
+  maxInFlightBytes: number;
+  maxServerInFlightBytes: number;
+  budget: Budget;
+  kick(): void;
+}
+
+interface OpenExport {
+  name: string;
+  vdi: Vdi;
+  readOnly: boolean;
+  flags: number;
+}
+
+class NbdConnection {
+  readonly done: Promise<void>;
+  private readonly socket: net.Socket;
+  private readonly cfg: ServerConfig;
+  private readonly decoder: NbdServerDecoder;
+  private readonly abort = new AbortController();
+  private structured = false;
+  private noZeroes = false;
+  /** Meta contexts set by SET_META_CONTEXT, and for which export name. */
+  private contexts: { name: string; ids: number[] } | undefined;
+  private exp: OpenExport | undefined;
+  private pumping = false;
+  private paused = false;
+  /** run() stopped decoding because the budget was spent. */
+  private blocked = false;
+  private stopping = false;
+  private closed = false;
+  private inflight = 0;
+  private inflightBytes = 0;
+  private idle: (() => void) | undefined;
+  private depthChain: number[] | undefined;
+  private resolveDone!: () => void;
+
+  constructor(socket: net.Socket, cfg: ServerConfig) {
+    this.socket = socket;
+    this.cfg = cfg;
+    this.decoder = new NbdServerDecoder({ maxPayload: cfg.maxPayload });
+    this.done = new Promise((r) => (this.resolveDone = r));
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.decoder.push(chunk);
+      this.pump();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => void this.teardown());
+    socket.write(encodeGreeting(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES));
+  }
+
+  /** Server close: stop reading, let requests in flight answer, then end. */
+  async shutdown(): Promise<void> {
+    this.stopReading();
+    await this.drained();
+    this.socket.end();
+    await this.done;
+  }
+
+  private stopReading(): void {
+    this.stopping = true;
+    this.socket.pause();
+  }
+
+  private drained(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((r) => {
+      const prev = this.idle;
+      this.idle = () => {
+        prev?.();
+        r();
+      };
+    });
+  }
+
+  private async teardown(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopping = true;
+    this.abort.abort(new Error('NBD connection closed'));
+    await this.drained();
+    const vdi = this.exp?.vdi;
+    this.exp = undefined;
+    if (vdi) await vdi.close().catch(() => {});
+    this.resolveDone();
+  }
+
+  private fatal(): void {
+    this.stopReading();
+    this.socket.destroy();
+  }
+
+  /** Pause or resume reading from the socket by the bytes in flight. */
+  flow(): void {
+    if (this.closed) return;
+    const over =
+      this.inflight > 0 &&
+      (this.inflightBytes + this.decoder.buffered >= this.cfg.maxInFlightBytes ||
+        this.cfg.budget.bytes >= this.cfg.maxServerInFlightBytes);
+    if ((over || this.stopping) && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    } else if (!over && !this.stopping && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    if (this.blocked && !this.overBudget()) {
+      this.blocked = false;
+      this.pump();
+    }
+  }
+
+  private pump(): void {
+    if (this.pumping || this.closed) return;
+    this.pumping = true;
+    void this.run().finally(() => {
+      this.pumping = false;
+      this.flow();
+    });
+  }
+
+  private async run(): Promise<void> {
+    for (;;) {
+      if (this.stopping) return;
+      if (this.decoder.phase === 'transmission' && this.inflight > 0 && this.overBudget()) {
+        this.blocked = true;
+        return;
+      }
+      let m: ClientMessage | undefined;
+      try {
+        m = this.decoder.next();
+      } catch (e) {
+        if (e instanceof NbdProtocolError) return this.fatal();
+        throw e;
+      }
+      if (m === undefined) return;
+      if (m.kind === 'client-flags') this.noZeroes = (m.flags & ClientFlag.NO_ZEROES) !== 0;
+      else if (m.kind === 'option') {
+        this.socket.pause();
+        try {
+          await this.option(m);
+        } catch {
+          this.fatal();
+          return;
+        }
+        if (!this.stopping && !this.paused) this.socket.resume();
+      } else this.request(m);
+    }
+  }
+
+  private overBudget(): boolean {
+    return this.inflightBytes >= this.cfg.maxInFlightBytes || this.cfg.budget.bytes >= this.cfg.maxServerInFlightBytes;
+  }
+
+  // ---- negotiation --------------------------------------------------------
+
+  private allowed(name: string): string | undefined {
+    const list = this.cfg.exports;
+    if (list === 'all') return name === '' ? undefined : name;
+    if (name === '') return list[0];
+    return list.includes(name) ? name : undefined;
+  }
+
+  private async open(name: string): Promise<OpenExport> {
+    const real = this.allowed(name);
+    if (real === undefined) throw new NbdOptionError(`no export ${JSON.stringify(name)}`, Rep.ERR_UNKNOWN);
+    const ref = parseExportRef(real);
+    let vdi: Vdi;
+    try {
+      vdi = await this.cfg.client.openVdi(
+        ref.vdi,
+        ref.snapshot === undefined
+          ? { signal: this.abort.signal }
+          : { snapshot: ref.snapshot, signal: this.abort.signal },
+      );
+    } catch (e) {
+      const why = e instanceof NoVdiError || e instanceof NoTagError ? 'no such VDI or snapshot' : String(e);
+      throw new NbdOptionError(`export ${JSON.stringify(real)}: ${why}`, Rep.ERR_UNKNOWN);
+    }
+    const readOnly = this.cfg.readOnly || vdi.snapshot;
+    let flags =
+      TransmissionFlag.HAS_FLAGS |
+      TransmissionFlag.SEND_FLUSH |
+      TransmissionFlag.SEND_FUA |
+      TransmissionFlag.SEND_TRIM |
+      TransmissionFlag.SEND_WRITE_ZEROES |
+      TransmissionFlag.SEND_CACHE |
+      TransmissionFlag.SEND_FAST_ZERO |
+      // Safe: every connection of this server goes through one client, whose
+      // handles of one VDI share its state (writes ordered per object), and
+      // sheep acknowledges a write only once it is on every replica, so a
+      // completed write is visible to and durable for every connection.
+      TransmissionFlag.CAN_MULTI_CONN;
+    if (readOnly) flags |= TransmissionFlag.READ_ONLY;
+    if (this.structured) flags |= TransmissionFlag.SEND_DF;
+    return { name: real, vdi, readOnly, flags };
+  }
+
+  private reply(option: number, type: number, data?: Uint8Array): void {
+    this.socket.write(encodeOptionReply(option, type, data));
+  }
+
+  private async option(m: OptionMessage): Promise<void> {
+    const o = m.option;
+    const ends = o === Opt.GO || o === Opt.EXPORT_NAME;
+    if (m.tooLarge) {
+      if (o === Opt.EXPORT_NAME) return this.fatal();
+      this.socket.write(encodeOptionError(o, Rep.ERR_TOO_BIG, `option data of ${m.length} bytes is too large`));
+      return;
+    }
+    try {
+      switch (o) {
+        case Opt.EXPORT_NAME: {
+          const exp = await this.open(parseExportName(m.data));
+          this.exp = exp;
+          this.socket.write(encodeExportNameReply(exp.vdi.size, exp.flags, this.noZeroes));
+          this.decoder.startTransmission();
+          return;
+        }
+        case Opt.ABORT:
+          this.reply(o, Rep.ACK);
+          this.stopReading();
+          this.socket.end();
+          return;
+        case Opt.LIST:
+          parseEmpty(m.data, 'NBD_OPT_LIST');
+          for (const name of await this.names()) this.socket.write(encodeRepServer(o, name));
+          this.reply(o, Rep.ACK);
+          return;
+        case Opt.INFO:
+        case Opt.GO:
+          return await this.info(o, m.data);
+        case Opt.STRUCTURED_REPLY:
+          parseEmpty(m.data, 'NBD_OPT_STRUCTURED_REPLY');
+          if (this.structured) throw new NbdOptionError('structured replies already negotiated', Rep.ERR_INVALID);
+          this.structured = true;
+          this.reply(o, Rep.ACK);
+          return;
+        case Opt.LIST_META_CONTEXT:
+        case Opt.SET_META_CONTEXT:
+          return this.metaContext(o, m.data);
+        case Opt.STARTTLS:
+          throw new NbdOptionError('TLS is not supported by this server', Rep.ERR_UNSUP);
+        default:
+          throw new NbdOptionError(`option ${o} is not supported`, Rep.ERR_UNSUP);
+      }
+    } catch (e) {
+      if (o === Opt.EXPORT_NAME) return this.fatal(); // the protocol has no error reply for it
+      if (!(e instanceof NbdOptionError)) throw e;
+      this.socket.write(encodeOptionError(o, e.rep, e.message));
+      if (ends) this.decoder.continueOptions();
+    }
+  }
+
+  private async names(): Promise<string[]> {
+    if (this.cfg.exports !== 'all') return this.cfg.exports;
+    const out: string[] = [];
+    for (const v of await this.cfg.client.listVdis({ signal: this.abort.signal })) {
+      out.push(v.snapshot ? `${v.name}@${v.tag !== '' ? v.tag : v.snapId}` : v.name);
+    }
+    return out;
+  }
+
+  private async info(o: number, data: Buffer): Promise<void> {
+    const req = parseInfoRequest(data);
+    const exp = await this.open(req.name);
+    const keep = o === Opt.GO;
+    try {
+      this.socket.write(encodeInfoExport(o, exp.vdi.size, exp.flags));
+      if (req.infos.includes(Info.NAME)) this.socket.write(encodeInfoString(o, Info.NAME, exp.name));
+      if (req.infos.includes(Info.DESCRIPTION)) {
+        const kind = exp.vdi.snapshot ? 'snapshot' : 'VDI';
+        this.socket.write(
+          encodeInfoString(o, Info.DESCRIPTION, `Sheepdog ${kind} ${exp.vdi.name} (vid ${exp.vdi.vid})`),
+        );
+      }
+      const os = exp.vdi.objectSize;
+      this.socket.write(encodeInfoBlockSize(o, 1, Math.min(os, this.cfg.maxPayload), this.cfg.maxPayload));
+      this.reply(o, Rep.ACK);
+    } finally {
+      if (!keep) await exp.vdi.close();
+    }
+    if (keep) {
+      this.exp = exp;
+      if (this.contexts !== undefined && this.contexts.name !== req.name) this.contexts = undefined;
+      this.decoder.startTransmission();
+    }
+  }
+
+  private metaContext(o: number, data: Buffer): void {
+    if (!this.structured) {
+      throw new NbdOptionError('meta contexts need structured replies first', Rep.ERR_INVALID);
+    }
+    const req = parseMetaContextRequest(data);
+    if (this.allowed(req.name) === undefined) {
+      throw new NbdOptionError(`no export ${JSON.stringify(req.name)}`, Rep.ERR_UNKNOWN);
+    }
+    const list = o === Opt.LIST_META_CONTEXT;
+    const ids = new Set<number>();
+    if (list && req.queries.length === 0) for (const [id] of CONTEXTS) ids.add(id);
+    for (const q of req.queries) {
+      for (const [id, name] of CONTEXTS) {
+        const ns = name.slice(0, name.indexOf(':') + 1);
+        if (q === name || (list && q === ns)) ids.add(id);
+      }
+    }
+    const sorted = [...ids].sort();
+    for (const id of sorted) {
+      const name = CONTEXTS.find(([i]) => i === id)?.[1] ?? '';
+      this.socket.write(encodeMetaContext(o, id, name));
+    }
+    if (!list) this.contexts = { name: req.name, ids: sorted };
+    this.reply(o, Rep.ACK);
+  }
+
+  // ---- transmission -------------------------------------------------------
+
+  private request(r: RequestMessage): void {
+    if (r.type === Cmd.DISC) {
+      this.stopReading();
+      void this.drained().then(() => this.socket.end());
+      return;
+    }
+    const cost = 64 + (r.type === Cmd.READ || r.type === Cmd.WRITE ? Math.min(r.length, this.cfg.maxPayload) : 0);
+    this.inflight++;
+    this.inflightBytes += cost;
+    this.cfg.budget.bytes += cost;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.inflight--;
+      this.inflightBytes -= cost;
+      this.cfg.budget.bytes -= cost;
+      if (this.inflight === 0) {
+        const idle = this.idle;
+        this.idle = undefined;
+        idle?.();
+      }
+      this.cfg.kick();
+    };
+    this.execute(r).then(
+      (bufs) => this.send(bufs, release),
+      () => release(),
+    );
+  }
+
+  /** Write one reply's buffers together (replies never interleave); release the budget when the socket took them. */
+  private send(bufs: Buffer[], release: () => void): void {
+    if (this.closed || this.socket.destroyed) return release();
+    this.socket.cork();
+    for (let i = 0; i < bufs.length; i++) {
+      const b = bufs[i];
+      if (b === undefined) continue;
+      if (i === bufs.length - 1) this.socket.write(b, () => release());
+      else this.socket.write(b);
+    }
+    this.socket.uncork();
+  }
+
+  private error(r: RequestMessage, errno: number, message: string): Buffer[] {
+    if (this.structured && (r.type === Cmd.READ || r.type === Cmd.BLOCK_STATUS)) {
+      return [encodeChunkError(r.cookie, errno, message)];
+    }
+    return [encodeSimpleReply(r.cookie, errno)];
+  }
+
+  /** Check a request before it touches the volume: an errno and why, or undefined. */
+  private validate(r: RequestMessage, exp: OpenExport): [number, string] | undefined {
+    const t = r.type;
+    if (t > Cmd.BLOCK_STATUS) return [Errno.EINVAL, `command ${t} is not supported`];
+    if ((r.flags & ~KNOWN_CMD_FLAGS) !== 0) return [Errno.EINVAL, `unknown flags 0x${r.flags.toString(16)}`];
+    if (r.flags & (CmdFlag.NO_HOLE | CmdFlag.FAST_ZERO) && t !== Cmd.WRITE_ZEROES) {
+      return [Errno.EINVAL, 'NO_HOLE and FAST_ZERO go with WRITE_ZEROES only'];
+    }
+    if (r.flags & CmdFlag.DF && (t !== Cmd.READ || !this.structured)) {
+      return [Errno.EINVAL, 'DF goes with READ and structured replies only'];
+    }
+    if (r.flags & CmdFlag.REQ_ONE && t !== Cmd.BLOCK_STATUS)
+      return [Errno.EINVAL, 'REQ_ONE goes with BLOCK_STATUS only'];
+    const writes = t === Cmd.WRITE || t === Cmd.TRIM || t === Cmd.WRITE_ZEROES;
+    if (r.tooLarge) return [Errno.EINVAL, `WRITE of ${r.length} bytes is over the maximum ${this.cfg.maxPayload}`];
+    if (writes && exp.readOnly) return [Errno.EPERM, `export ${exp.name} is read-only`];
+    if (t === Cmd.READ && r.length > this.cfg.maxPayload) {
+      return [Errno.EOVERFLOW, `READ of ${r.length} bytes is over the maximum ${this.cfg.maxPayload}`];
+    }
+    if (t === Cmd.FLUSH) return undefined;
+    if (r.offset + r.length > exp.vdi.size) {
+      const errno = t === Cmd.WRITE || t === Cmd.WRITE_ZEROES ? Errno.ENOSPC : Errno.EINVAL;
+      return [errno, `[${r.offset}, +${r.length}) is past the end (${exp.vdi.size} bytes)`];
+    }
+    if (t === Cmd.BLOCK_STATUS) {
+      if (!this.structured || this.contexts === undefined || this.contexts.ids.length === 0) {
+        return [Errno.EINVAL, 'BLOCK_STATUS needs a meta context'];
+      }
+      if (r.length === 0) return [Errno.EINVAL, 'BLOCK_STATUS of length 0'];
+    }
+    return undefined;
+  }
+
+  private async execute(r: RequestMessage): Promise<Buffer[]> {
+    const exp = this.exp;
+    if (exp === undefined) return this.error(r, Errno.EIO, 'no export');
+    const bad = this.validate(r, exp);
+    if (bad) return this.error(r, bad[0], bad[1]);
+    const io = { signal: this.abort.signal };
+    const ok = [encodeSimpleReply(r.cookie, Errno.OK)];
+    try {
+      switch (r.type) {
+        case Cmd.READ:
+          return await this.read(r, exp.vdi);
+        case Cmd.WRITE:
+          if (r.length > 0) await exp.vdi.write(r.data ?? Buffer.alloc(0), r.offset, io);
+          return ok;
+        case Cmd.FLUSH:
+          await exp.vdi.flush(io);
+          return ok;
+        case Cmd.TRIM:
+          if (r.length > 0) await exp.vdi.discard(r.offset, r.length, io);
+          return ok;
+        case Cmd.WRITE_ZEROES: {
+          const noHole = (r.flags & CmdFlag.NO_HOLE) !== 0;
+          // Writing zeros allocates object by object: not fast.
+          if (noHole && r.flags & CmdFlag.FAST_ZERO) return [encodeSimpleReply(r.cookie, Errno.ENOTSUP)];
+          if (r.length > 0) await exp.vdi.writeZeroes(r.offset, r.length, { ...io, unmap: !noHole });
+          return ok;
+        }
+        case Cmd.CACHE:
+          return ok; // the SDK keeps no cache: nothing to prefetch into
+        case Cmd.BLOCK_STATUS:
+          return await this.blockStatus(r, exp.vdi);
+        default:
+          return this.error(r, Errno.EINVAL, `command ${r.type}`);
+      }
+    } catch (e) {
+      return this.error(r, nbdErrno(e), e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  /** Object index → owning vid, for the objects of [offset, offset+length). */
+  private owners(vdi: Vdi): Map<number, number> {
+    const m = new Map<number, number>();
+    for (const [idx, vid] of vdi.allocation()) m.set(idx, vid);
+    return m;
+  }
+
+  /** [offset, length, allocated, ownerVid] runs of whole-object granularity, clipped to the range. */
+  private runs(vdi: Vdi, offset: number, length: number): { off: number; len: number; owner: number }[] {
+    const os = vdi.objectSize;
+    const owners = this.owners(vdi);
+    const out: { off: number; len: number; owner: number }[] = [];
+    const end = offset + length;
+    for (let off = offset; off < end;) {
+      const idx = Math.floor(off / os);
+      const next = Math.min(end, (idx + 1) * os);
+      const owner = owners.get(idx) ?? 0;
+      const last = out.at(-1);
+      if (last && last.owner === owner) last.len += next - off;
+      else out.push({ off, len: next - off, owner });
+      off = next;
+    }
+    return out;
+  }
+
+  private async read(r: RequestMessage, vdi: Vdi): Promise<Buffer[]> {
+    const io = { signal: this.abort.signal };
+    if (!this.structured) {
+      const data = r.length > 0 ? await vdi.read(r.offset, r.length, io) : Buffer.alloc(0);
+      return [encodeSimpleReply(r.cookie, Errno.OK), data];
+    }
+    if (r.length === 0) return [encodeChunkNone(r.cookie)];
+    const runs =
+      (r.flags & CmdFlag.DF) !== 0 ? [{ off: r.offset, len: r.length, owner: 1 }] : this.runs(vdi, r.offset, r.length);
+    const parts = await Promise.all(
+      runs.map(async (run) => (run.owner === 0 ? undefined : await vdi.read(run.off, run.len, io))),
+    );
+    const out: Buffer[] = [];
+    runs.forEach((run, i) => {
+      const flags = i === runs.length - 1 ? ReplyFlag.DONE : 0;
+      const data = parts[i];
+      if (data === undefined) out.push(encodeOffsetHole(r.cookie, flags, run.off, run.len));
+      else out.push(encodeOffsetDataHeader(r.cookie, flags, run.off, data.length), data);
+    });
+    return out;
+  }
+
+  /** The vids from the export's own up its parent chain (for qemu:allocation-depth). */
+  private async chain(vdi: Vdi, need: Iterable<number>): Promise<number[]> {
+    let c = this.depthChain;
+    const missing = (): boolean =>
+      c === undefined || c[0] !== vdi.vid || [...need].some((v) => v !== 0 && !c?.includes(v));
+    if (missing()) {
+      const parents = new Map<number, number>();
+      for (const v of await this.cfg.client.listVdis({ signal: this.abort.signal }))
+        parents.set(v.vdiId, v.parentVdiId);
+      c = [vdi.vid];
+      for (let p = parents.get(vdi.vid) ?? vdi.inode.parentVdiId; p && !c.includes(p); p = parents.get(p) ?? 0)
+        c.push(p);
+      this.depthChain = c;
+    }
+    return c ?? [vdi.vid];
+  }
+
+  private async blockStatus(r: RequestMessage, vdi: Vdi): Promise<Buffer[]> {
+    const ids = this.contexts?.ids ?? [];
+    const one = (r.flags & CmdFlag.REQ_ONE) !== 0;
+    const runs = this.runs(vdi, r.offset, r.length);
+    const out: Buffer[] = [];
+    let chain: number[] | undefined;
+    if (ids.includes(CTX_DEPTH))
+      chain = await this.chain(
+        vdi,
+        runs.map((x) => x.owner),
+      );
+    ids.forEach((id, i) => {
+      const flagOf =
+        id === CTX_BASE
+          ? (owner: number) => (owner === 0 ? StateFlag.HOLE | StateFlag.ZERO : 0)
+          : (owner: number) => {
+              if (owner === 0) return 0;
+              const d = chain?.indexOf(owner) ?? -1;
+              return d < 0 ? 2 : d + 1;
+            };
+      const extents: Extent[] = [];
+      for (const run of runs) {
+        const f = flagOf(run.owner);
+        const last = extents.at(-1);
+        if (last && last.flags === f) last.length += run.len;
+        else extents.push({ length: run.len, flags: f });
+      }
+      out.push(
+        encodeBlockStatus(r.cookie, i === ids.length - 1 ? ReplyFlag.DONE : 0, id, one ? extents.slice(0, 1) : extents),
+      );
+    });
+    return out;
+  }
+}
