@@ -26,6 +26,7 @@ import {
   type VdiInfo,
 } from '../client/client.js';
 import {
+  AbortError,
   ClusterNotReadyError,
   type ClusterNotReadyReason,
   ConnectionError,
@@ -207,6 +208,31 @@ function isMissing(e: unknown): boolean {
 
 function errMsg(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** The SDK's AbortError for `what`, when `signal` fired (else undefined). */
+function abortedError(what: string, signal: AbortSignal | undefined): AbortError | undefined {
+  if (signal?.aborted !== true) return undefined;
+  return new AbortError(`${what} aborted`, { cause: signal.reason });
+}
+
+/**
+ * Every failure of an image copy as a typed SheepdogError: the SDK's own
+ * errors as they are; Node's AbortError from the stream pipeline (the
+ * signal fired) as the SDK's AbortError (cause: the signal's reason); any
+ * other error of the image stream as a SheepdogError of code
+ * SHEEPDOG_ERR_IMAGE_STREAM (cause: the stream's error).
+ */
+function copyError(what: string, e: unknown, signal: AbortSignal | undefined): SheepdogError {
+  if (e instanceof SheepdogError) return e;
+  const aborted = abortedError(what, signal);
+  if (aborted !== undefined) return aborted;
+  if (e instanceof Error && (e.name === 'AbortError' || (e as { code?: unknown }).code === 'ABORT_ERR')) {
+    return new AbortError(`${what} aborted`, { cause: e.cause ?? e });
+  }
+  return new SheepdogError(`${what}: the image stream failed: ${errMsg(e)}`, 'SHEEPDOG_ERR_IMAGE_STREAM', {
+    cause: e,
+  });
 }
 
 export class SheepdogDriver {
@@ -529,6 +555,9 @@ export class SheepdogDriver {
       throw new InvalidArgumentError('image must be a readable stream or an async iterable of bytes');
     }
     const imageSize = opts.imageSize === undefined ? undefined : checkBytes(opts.imageSize, 'imageSize');
+    const what = `image copy to volume ${name}`;
+    const early = abortedError(what, opts.signal);
+    if (early !== undefined) throw early;
     let existing: VdiInfo | undefined;
     try {
       existing = await this.client.getVdi(name);
@@ -574,7 +603,7 @@ export class SheepdogDriver {
     } catch (e) {
       if (vdi) await vdi.close().catch(() => {});
       await this.cleanup(`volume ${name} after a failed image copy`, () => this.client.deleteVdi(name));
-      throw e;
+      throw copyError(what, e, opts.signal);
     }
   }
 
@@ -589,6 +618,9 @@ export class SheepdogDriver {
     if (image === null || typeof image !== 'object' || typeof (image as Writable).write !== 'function') {
       throw new InvalidArgumentError('image must be a writable stream');
     }
+    const what = `copy of volume ${name} to an image`;
+    const early = abortedError(what, opts.signal);
+    if (early !== undefined) throw early;
     const vdi = await this.client.openVdi(name);
     let bytes = 0;
     try {
@@ -603,6 +635,8 @@ export class SheepdogDriver {
       if (vdi.size > 0) await pipeline(vdi.createReadStream(), count, image, streamOpts);
       else image.end();
       return { bytes, sizeBytes: vdi.size };
+    } catch (e) {
+      throw copyError(what, e, opts.signal);
     } finally {
       await vdi.close();
     }

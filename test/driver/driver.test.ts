@@ -12,6 +12,7 @@ import {
   type SnapshotSpec,
 } from '../../lib/driver/driver.js';
 import {
+  AbortError,
   ConnectionError,
   InvalidArgumentError,
   NoSpaceError,
@@ -480,21 +481,59 @@ t.test('copyImageToVolume: a source that fails midway leaves no volume behind', 
     yield pattern(2 * MiB, 2);
     throw new Error('glance went away');
   }
-  await t.rejects(driver.copyImageToVolume({ name: 'vol', size: 1 }, broken()), { message: 'glance went away' });
+  const broke = await driver.copyImageToVolume({ name: 'vol', size: 1 }, broken()).catch((x: unknown) => x);
+  t.ok(broke instanceof SheepdogError, 'a typed error');
+  t.equal((broke as SheepdogError).code, 'SHEEPDOG_ERR_IMAGE_STREAM');
+  t.match((broke as Error).message, /the image stream failed: glance went away/);
+  t.equal(((broke as Error).cause as Error).message, 'glance went away', 'the stream’s error is the cause');
   t.same(await names(client), [], 'no volume');
 
   // Same when it replaced an existing volume (as the Cinder driver: the volume is deleted on failure).
   await driver.createVolume({ name: 'existing', size: 1 });
-  await t.rejects(driver.copyImageToVolume({ name: 'existing' }, broken()), { message: 'glance went away' });
+  await t.rejects(driver.copyImageToVolume({ name: 'existing' }, broken()), { code: 'SHEEPDOG_ERR_IMAGE_STREAM' });
   t.same(await names(client), []);
 
   const ac = new AbortController();
   const slow = new Readable({ read() {} });
   slow.push(pattern(MiB, 3));
   const p = driver.copyImageToVolume({ name: 'aborted', size: 1 }, slow, { signal: ac.signal });
-  setImmediate(() => ac.abort());
-  await t.rejects(p, { name: 'AbortError' });
+  setImmediate(() => ac.abort(new Error('operator cancelled')));
+  const ab = await p.catch((x: unknown) => x);
+  t.ok(ab instanceof AbortError, "the SDK's typed AbortError, not Node's");
+  t.equal((ab as AbortError).code, 'SHEEPDOG_ERR_ABORTED');
+  t.equal(((ab as Error).cause as Error).message, 'operator cancelled', "cause: the signal's reason");
   t.same(await names(client), [], 'aborted copy cleaned up');
+
+  // Aborted before the call: nothing is created.
+  const pre = AbortSignal.abort();
+  const e0 = await driver
+    .copyImageToVolume({ name: 'never', size: 1 }, Readable.from([]), { signal: pre })
+    .catch((x: unknown) => x);
+  t.ok(e0 instanceof AbortError);
+  t.same(await names(client), [], 'nothing created');
+});
+
+t.test('copyVolumeToImage aborted: the typed AbortError', async (t) => {
+  const { driver } = await setup(t);
+  await driver.createVolume({ name: 'src', sizeBytes: 64 * MiB });
+  const ac = new AbortController();
+  const slow = new Writable({
+    highWaterMark: 1,
+    write(_b, _e, cb) {
+      ac.abort(); // abort on the first chunk; never acknowledge it
+      void cb;
+    },
+  });
+  const e = await driver.copyVolumeToImage({ name: 'src' }, slow, { signal: ac.signal }).catch((x: unknown) => x);
+  t.ok(e instanceof AbortError, "the SDK's typed AbortError");
+  t.equal((e as AbortError).code, 'SHEEPDOG_ERR_ABORTED');
+  t.ok((e as Error).cause !== undefined);
+  const e2 = await driver
+    .copyVolumeToImage({ name: 'src' }, new Writable({ write: (_b, _e, cb) => cb() }), {
+      signal: AbortSignal.abort(),
+    })
+    .catch((x: unknown) => x);
+  t.ok(e2 instanceof AbortError, 'already aborted: AbortError before anything is read');
 });
 
 t.test('getVolumeStats', async (t) => {
