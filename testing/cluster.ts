@@ -69,7 +69,8 @@ import {
   readHead,
   strncmp,
 } from './inode.js';
-import { CHUNK_SIZE, ObjectStore, SparseObject, type StoreResult } from './store.js';
+import { Replicas } from './replicas.js';
+import { CHUNK_SIZE, SparseObject, type StoreResult } from './store.js';
 
 /** One sheep of the cluster as the other sheep see it. */
 export interface NodeRecord {
@@ -131,6 +132,8 @@ export interface Reply {
 }
 
 export interface ClusterOptions {
+  /** Nodes of the cluster (each has its own store). */
+  nodes: number;
   maxMemory: number;
   nullMode: boolean;
 }
@@ -214,7 +217,8 @@ interface VdiInfo {
 }
 
 export class SheepCluster {
-  readonly store: ObjectStore;
+  /** The objects as a gateway sees them: per-node stores, replicas placed on the ring (testing/replicas.ts). */
+  readonly store: Replicas;
   readonly nullMode: boolean;
   status: number = ClusterStatus.WAIT;
   ctime = 0n;
@@ -237,7 +241,12 @@ export class SheepCluster {
   recovery = new Uint8Array(24);
 
   constructor(opts: ClusterOptions) {
-    this.store = new ObjectStore(opts.maxMemory);
+    this.store = new Replicas(opts.nodes, opts.maxMemory, {
+      members: () => this.members(),
+      copiesOf: (oid) => this.copyNumber(oidToVid(oid)),
+      epoch: () => this.epoch,
+      recoveryDisabled: () => this.disableRecovery !== 0,
+    });
     this.nullMode = opts.nullMode;
   }
 
@@ -284,6 +293,7 @@ export class SheepCluster {
     });
     // sheep keeps every epoch file; a long-lived embedded cluster keeps the last 1024.
     if (this.epochs.length > 1024) this.epochs.splice(0, this.epochs.length - 1024);
+    this.store.replan();
     this.onConfigChange?.();
   }
 
@@ -1083,10 +1093,9 @@ export class SheepCluster {
     return storeResult(this.store.put(ledgerOid, ledger));
   }
 
-  /** Bytes a node reports as used (an estimate: no placement is modelled). */
-  usedPerNode(nodes: number): number {
-    if (nodes <= 0) return 0;
-    return Math.ceil((this.store.bytes * Math.min(this.nrCopies, nodes)) / nodes);
+  /** Bytes node `i` stores (its objects and stale copies). */
+  usedOn(i: number): number {
+    return this.store.nodes[i]?.bytes ?? 0;
   }
 }
 

@@ -10,7 +10,9 @@ import { ClusterFlag, ClusterStatus, SD_MAX_COPIES } from '../protocol/constants
 import { DEFAULT_MAX_DATA_LENGTH } from '../protocol/decoder.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { ecPolicyToDp, type NodeRecord, nowCtime, SheepCluster } from './cluster.js';
+import { join } from 'node:path';
 import { DirBackend } from './persist.js';
+import { ObjectStore } from './store.js';
 import { type ServerEnv, SheepNode } from './server.js';
 import type { Fault, InjectedFault, MemorySheep, MemorySheepOptions } from './types.js';
 
@@ -57,18 +59,16 @@ export class EmbeddedSheep implements MemorySheep {
   /** Exceptions an op threw (answered SYSTEM_ERROR); a test can assert this stays empty. */
   readonly internalErrors: unknown[] = [];
   private closed = false;
-  private readonly backend: DirBackend | undefined;
+  /** The directory persistence of each node's store (none without `dir`). */
+  readonly backends: DirBackend[] = [];
 
-  constructor(
-    opts: Required<Pick<MemorySheepOptions, 'reorder'>> & MemorySheepOptions,
-    backend: DirBackend | undefined,
-  ) {
+  constructor(opts: Required<Pick<MemorySheepOptions, 'reorder'>> & MemorySheepOptions) {
     this.cluster = new SheepCluster({
+      nodes: opts.nodes ?? 3,
       maxMemory: opts.maxMemory ?? 4 * 2 ** 30,
       nullMode: opts.nullMode ?? false,
     });
     this.reorderOn = opts.reorder;
-    this.backend = backend;
     const host = opts.host ?? '127.0.0.1';
     const nodes = opts.nodes ?? 3;
     const storeSize = BigInt(Math.floor(opts.storeSize ?? (opts.maxMemory ?? 4 * 2 ** 30) / nodes));
@@ -138,17 +138,43 @@ export class EmbeddedSheep implements MemorySheep {
     }
   }
 
-  private async leave(i: number, graceful: boolean, epochBump = true): Promise<void> {
+  private async leave(i: number, graceful: boolean, epochBump = true, reset = false): Promise<void> {
     const n = this.node(i);
     if (!n.up) return;
-    await n.stop(graceful);
+    const stopped = n.stop(graceful, reset);
+    // the node is out of the ring at once: nothing is forwarded to it any more
+    this.cluster.store.membersChanged();
     this.cluster.nodeLeft(n.record);
     if (epochBump) this.cluster.membershipChanged();
+    await stopped;
   }
 
   async stopNode(i: number): Promise<void> {
     if (this.closed) return;
     await this.leave(i, false);
+  }
+
+  async killNode(i: number): Promise<void> {
+    if (this.closed) return;
+    await this.leave(i, false, true, true);
+  }
+
+  readNodeObject(i: number, oid: bigint): Uint8Array | undefined {
+    const s = this.cluster.store.nodes[intIn(i, 0, this.nodes.length - 1, 'node index')];
+    const o = s?.working.get(oid);
+    return o?.read(0, o.size);
+  }
+
+  placement(oid: bigint): number[] {
+    return [...this.cluster.store.targets(oid)];
+  }
+
+  recovered(): Promise<void> {
+    return this.cluster.store.recovered();
+  }
+
+  get recovering(): boolean {
+    return this.cluster.store.recovering;
   }
 
   async startNode(i: number): Promise<void> {
@@ -160,6 +186,7 @@ export class EmbeddedSheep implements MemorySheep {
       this.cluster.status = this.cluster.formatted ? ClusterStatus.OK : ClusterStatus.WAIT;
     }
     await n.start();
+    this.cluster.store.membersChanged();
     this.cluster.membershipChanged();
   }
 
@@ -198,8 +225,9 @@ export class EmbeddedSheep implements MemorySheep {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.cluster.store.close();
     await Promise.all(this.nodes.map((n) => n.dispose()));
-    this.backend?.close();
+    for (const b of this.backends) b.close();
   }
 }
 
@@ -252,14 +280,26 @@ export async function startMemorySheep(opts: MemorySheepOptions = {}): Promise<M
 /** `startMemorySheep` with the implementation type (internal counters for tests). */
 export async function startEmbeddedSheep(opts: MemorySheepOptions = {}): Promise<EmbeddedSheep> {
   validate(opts);
-  const backend = opts.dir !== undefined ? new DirBackend(opts.dir) : undefined;
-  const sheep = new EmbeddedSheep({ ...opts, reorder: opts.reorder ?? false }, backend);
+  const dir = opts.dir;
+  const backend = dir !== undefined ? new DirBackend(dir) : undefined;
+  const sheep = new EmbeddedSheep({ ...opts, reorder: opts.reorder ?? false });
   const c = sheep.cluster;
   const saved = backend?.readConfig();
+  // format 1 kept one store for the whole cluster in DIR/obj: placed on the ring once the nodes listen
+  let legacy: ObjectStore | undefined;
+  if (dir !== undefined) {
+    for (const s of c.store.nodes) sheep.backends.push(new DirBackend(join(dir, 'nodes', String(s.index))));
+  }
   if (backend && saved) {
     c.loadConfig(saved);
-    backend.loadObjects(c.store);
-    c.rebuildVdiState();
+    c.store.nodes.forEach((s, i) => {
+      (sheep.backends[i] as DirBackend).loadObjects(s.working);
+      // the nodes come back together: what each one stored is current
+      s.wasLive = true;
+    });
+    const old = new ObjectStore(Number.MAX_SAFE_INTEGER);
+    backend.loadObjects(old);
+    if (old.objects.size > 0) legacy = old;
     if (c.status !== ClusterStatus.OK) c.status = c.formatted ? ClusterStatus.OK : ClusterStatus.WAIT;
   } else if (opts.unformatted) {
     c.flags = ClusterFlag.AUTO_VNODES;
@@ -270,10 +310,16 @@ export async function startEmbeddedSheep(opts: MemorySheepOptions = {}): Promise
     formatLike(c, opts);
   }
   if (backend) {
-    c.store.backend = backend;
+    c.store.setBackends((i) => sheep.backends[i] as DirBackend);
     c.onConfigChange = () => backend.saveConfig(c.config());
   }
   await sheep.listen();
+  c.store.membersChanged();
+  if (legacy && backend) {
+    for (const [oid, obj] of legacy.objects) c.store.put(oid, obj);
+    backend.cleared();
+  }
+  if (saved) c.rebuildVdiState();
   if (c.formatted) {
     const last = c.epochs.at(-1);
     const now = c.members();
@@ -282,6 +328,7 @@ export async function startEmbeddedSheep(opts: MemorySheepOptions = {}): Promise
       last.nodes.length === now.length &&
       last.nodes.every((n, i) => n.addr === now[i]?.addr && n.port === now[i]?.port);
     if (!same) c.incEpoch();
+    else c.store.replan(); // finish whatever recovery the last run left undone
   }
   c.onConfigChange?.();
   return sheep;

@@ -22,6 +22,7 @@ import { isVdiObj, LEDGER_BIT, oidToVid } from '../protocol/oid.js';
 import { encodeClusterInfo } from '../protocol/records.js';
 import { type NodeRecord, nidOf, type Reply, type SheepCluster } from './cluster.js';
 import { DATA_OFF } from './inode.js';
+import type { ObjectStore } from './store.js';
 import { createHash } from 'node:crypto';
 
 /** Per-node counters (SD_OP_STAT's struct sd_stat). */
@@ -115,7 +116,7 @@ function isInodeRefreshReq(h: Uint8Array): boolean {
 
 function storeFree(c: OpCtx): { storeSize: bigint; storeFree: bigint } {
   const size = c.node.record.space;
-  const used = BigInt(c.cluster.usedPerNode(c.cluster.members().length));
+  const used = BigInt(c.cluster.usedOn(c.node.record.index));
   return { storeSize: size, storeFree: used > size ? 0n : size - used };
 }
 
@@ -163,6 +164,32 @@ function sdStatBody(n: NodeCounters): Uint8Array {
   ];
   const b = Buffer.alloc(v.length * 8);
   v.forEach((x, i) => b.writeBigUInt64LE(BigInt(x), i * 8));
+  return b;
+}
+
+/** This node's own store. */
+function local(c: OpCtx): ObjectStore {
+  return c.cluster.store.local(c.node.record.index);
+}
+
+/** `request_in_recovery()` of a peer request: an object being recovered on this node is recovered first. */
+function localRecovered(c: OpCtx): ObjectStore {
+  const i = c.node.record.index;
+  if (c.req.opcode !== Op.CREATE_AND_WRITE_PEER && !(flags(c.hdr) & Flag.CMD_RECOVERY)) {
+    c.cluster.store.ensure(objOid(c.hdr), i);
+  }
+  return c.cluster.store.local(i);
+}
+
+/** `get_recovery_state()`: in_recovery u8, state u32 at 4, nr_finished u64 at 8, nr_total u64 at 16. */
+function recoveryState(c: OpCtx): Uint8Array {
+  const s = c.cluster.store.nodes[c.node.record.index];
+  const b = Buffer.alloc(24);
+  if (!s?.inRecovery) return b;
+  b[0] = 1;
+  b.writeUInt32LE(1, 4); // RW_RECOVER_OBJ
+  b.writeBigUInt64LE(BigInt(s.done), 8);
+  b.writeBigUInt64LE(BigInt(s.total), 16);
   return b;
 }
 
@@ -231,6 +258,7 @@ const RUN: { readonly [K in SheepOpName]: (c: OpCtx) => Reply } = {
   REWEIGHT: () => ok(),
   ENABLE_RECOVER: (c) => {
     c.cluster.disableRecovery = 0;
+    c.cluster.store.resume();
     c.cluster.onConfigChange?.();
     return ok();
   },
@@ -261,10 +289,10 @@ const RUN: { readonly [K in SheepOpName]: (c: OpCtx) => Reply } = {
   GET_VDI_COPIES: (c) => c.cluster.vdiCopies(dataLength(c.hdr)),
   GET_NODE_LIST: (c) => ok({ nrNodes: c.cluster.members().length, body: c.cluster.nodeListBody() }),
   STAT_SHEEP: (c) => ok(storeFree(c)),
-  STAT_RECOVERY: () => ok({ body: new Uint8Array(24) }),
+  STAT_RECOVERY: (c) => ok({ body: recoveryState(c) }),
   STAT_CLUSTER: (c) => c.cluster.statCluster(dataLength(c.hdr), u32(c.hdr, 40)),
   GET_OBJ_LIST: (c) => {
-    const oids = [...c.cluster.store.objects.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const oids = [...local(c).objects.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     if (dataLength(c.hdr) < oids.length * 8) return res(Result.BUFFER_SMALL);
     const b = Buffer.alloc(oids.length * 8);
     oids.forEach((o, i) => b.writeBigUInt64LE(o, i * 8));
@@ -302,7 +330,7 @@ const RUN: { readonly [K in SheepOpName]: (c: OpCtx) => Reply } = {
   MD_UNPLUG: () => res(Result.UNKNOWN),
   GET_HASH: (c) => {
     const oid = objOid(c.hdr);
-    const obj = c.cluster.store.get(oid);
+    const obj = local(c).get(oid);
     if (!obj) return res(Result.NO_OBJ);
     const digest = createHash('sha1')
       .update(obj.read(0, c.cluster.objsize(oid)))
@@ -322,14 +350,14 @@ const RUN: { readonly [K in SheepOpName]: (c: OpCtx) => Reply } = {
     c.node.logLevel = v;
     return ok();
   },
-  EXIST: (c) => res(c.cluster.store.has(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ),
+  EXIST: (c) => res(local(c).has(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ),
   OIDS_EXIST: (c) => {
     const d = dataBuf(c);
     const n = Math.floor(dataLength(c.hdr) / 8);
     const missing: bigint[] = [];
     for (let i = 0; i < n; i++) {
       const oid = u64(d, i * 8);
-      if (!c.cluster.store.has(oid)) missing.push(oid);
+      if (!local(c).has(oid)) missing.push(oid);
     }
     if (missing.length === 0) return ok();
     const b = Buffer.alloc(missing.length * 8);
@@ -337,7 +365,7 @@ const RUN: { readonly [K in SheepOpName]: (c: OpCtx) => Reply } = {
     return { result: Result.NO_OBJ, body: b };
   },
   CLUSTER_INFO: (c) => ok({ body: clusterInfoBody(c) }),
-  REPAIR_REPLICA: (c) => res(c.cluster.store.has(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ),
+  REPAIR_REPLICA: (c) => res(localRecovered(c).has(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ),
   VDI_STATE_CHECKPOINT_CTL: (c) => {
     if (!(c.cluster.flags & ClusterFlag.USE_LOCK)) return ok();
     // no checkpoint is ever prepared (they are taken on membership changes during recovery)
@@ -402,22 +430,22 @@ const RUN: { readonly [K in SheepOpName]: (c: OpCtx) => Reply } = {
   CREATE_AND_WRITE_PEER: (c) => {
     c.node.counters.peerWrite++;
     const oid = objOid(c.hdr);
-    const r = c.cluster.store.create(oid, c.cluster.objsize(oid), objOffset(c.hdr), dataBuf(c));
+    const r = localRecovered(c).create(oid, c.cluster.objsize(oid), objOffset(c.hdr), dataBuf(c));
     return res(r === 'ok' ? Result.SUCCESS : Result.NO_SPACE);
   },
   READ_PEER: (c) => {
     c.node.counters.peerRead++;
-    const data = c.cluster.store.read(objOid(c.hdr), objOffset(c.hdr), dataLength(c.hdr));
+    const data = localRecovered(c).read(objOid(c.hdr), objOffset(c.hdr), dataLength(c.hdr));
     return data ? ok({ body: data }) : res(Result.NO_OBJ);
   },
   WRITE_PEER: (c) => {
     c.node.counters.peerWrite++;
-    const r = c.cluster.store.write(objOid(c.hdr), objOffset(c.hdr), dataBuf(c));
+    const r = localRecovered(c).write(objOid(c.hdr), objOffset(c.hdr), dataBuf(c));
     return res(r === 'ok' ? Result.SUCCESS : r === 'no_obj' ? Result.NO_OBJ : Result.NO_SPACE);
   },
   REMOVE_PEER: (c) => {
     c.node.counters.peerRemove++;
-    return res(c.cluster.store.remove(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ);
+    return res(localRecovered(c).remove(objOid(c.hdr)) ? Result.SUCCESS : Result.NO_OBJ);
   },
   DECREF_PEER: (c) => res(c.cluster.decrefLedger(objOid(c.hdr), u32(c.hdr, 24), u32(c.hdr, 28))),
 };
@@ -464,5 +492,13 @@ export function dispatch(c: OpCtx): Reply {
     const stale = peerEpochCheck(c);
     if (stale) return stale;
   }
-  return RUN[op.name as SheepOpName](c);
+  const store = cluster.store;
+  store.gateway = c.node.record.index;
+  store.reqCopies = op.sheep === 'gateway' ? u8(c.hdr, 32) : 0;
+  try {
+    return RUN[op.name as SheepOpName](c);
+  } finally {
+    store.gateway = -1;
+    store.reqCopies = 0;
+  }
 }

@@ -146,12 +146,12 @@ export class SheepNode implements NodeCtx {
    * Stop listening (the port is free at once) and drop every connection:
    * abruptly, or with `graceful` after what was written has been flushed.
    */
-  async stop(graceful = false): Promise<void> {
+  async stop(graceful = false, reset = false): Promise<void> {
     if (!this.up) return;
     this.up = false;
     const server = this.server;
     this.server = undefined;
-    for (const c of [...this.conns]) c.close(graceful);
+    for (const c of [...this.conns]) c.close(graceful, reset);
     this.discardHeld();
     if (server) this.closing.push(new Promise<void>((resolve) => server.close(() => resolve())));
     if (!graceful) await Promise.all(this.closing);
@@ -593,8 +593,8 @@ export class Conn {
     if (!this.pumping) this.pump();
   }
 
-  /** Close this connection (graceful: after what is written has been flushed). */
-  close(graceful: boolean): void {
+  /** Close this connection (graceful: after what is written has been flushed; reset: with a TCP RST). */
+  close(graceful: boolean, reset = false): void {
     if (this.dead) return;
     this.dead = true;
     for (const [t, cancel] of this.timers) {
@@ -617,6 +617,8 @@ export class Conn {
     if (graceful) {
       this.socket.end();
       this.socket.resume();
+    } else if (reset && !this.socket.destroyed) {
+      this.socket.resetAndDestroy();
     } else {
       this.socket.destroy();
     }

@@ -24,7 +24,7 @@ export interface MemorySheepOptions {
   dir?: string;
   /** Largest request/reply body accepted, default 64 MiB. */
   maxDataLength?: number;
-  /** Total bytes of object data kept before NO_SPACE, default 4 GiB. */
+  /** Total bytes of object data kept by the whole cluster (every replica counts) before NO_SPACE, default 4 GiB. */
   maxMemory?: number;
   /** Bytes each node reports as its store size (STAT_SHEEP), default `maxMemory / nodes`. */
   storeSize?: number;
@@ -86,17 +86,31 @@ export interface InjectedFault extends FaultHandle {
 export interface MemorySheep {
   /** `host:port` of each node, index = node number. */
   readonly addresses: readonly string[];
-  /** Stop node i's listener and close its connections (the cluster state stays). */
+  /**
+   * Node i leaves: its listener and connections close, its objects are out
+   * of the ring (its store is kept, as a stopped sheep keeps its disk), the
+   * epoch bumps and the other nodes recover the copies it held.
+   */
   stopNode(i: number): Promise<void>;
-  /** Start node i again on the same port. */
+  /** As `stopNode`, but the node dies: its connections are reset (TCP RST). */
+  killNode(i: number): Promise<void>;
+  /** Node i (re)joins on the same port: the epoch bumps and recovery brings it what it should hold. */
   startNode(i: number): Promise<void>;
+  /** For tests: the whole object `oid` as node i's own store holds it (not pending recovery), or undefined. */
+  readNodeObject(i: number, oid: bigint): Uint8Array | undefined;
+  /** The nodes (indices) that hold `oid` now, copy 0 first: sheep 1.0's placement over the nodes that are up. */
+  placement(oid: bigint): number[];
+  /** True while some node is recovering (STAT_RECOVERY). */
+  readonly recovering: boolean;
+  /** Resolves once no node is recovering. */
+  recovered(): Promise<void>;
   /** Install a fault on node i. */
   inject(i: number, fault: Fault): InjectedFault;
   /** Remove every fault (of node i, or of all nodes). */
   clearFaults(i?: number): void;
   /** Turn deliberate reply reordering on or off. */
   setReorder(on: boolean): void;
-  /** Counters for tests: objects stored, bytes, requests served, open connections. */
+  /** Counters for tests: distinct objects on the nodes that are up, bytes stored by all nodes (every replica), requests served, open connections. */
   readonly stats: { objects: number; bytes: number; requests: number; connections: number };
   close(): Promise<void>;
 }

@@ -178,7 +178,8 @@ t.test('node list, cluster info, stat sheep, epochs with nodes leaving and joini
 });
 
 t.test('assorted local ops', async (t) => {
-  const sheep = await start(t);
+  // 3 copies on 3 nodes: node 0, which the local ops ask, holds every object
+  const sheep = await start(t, { copies: 3 });
   const c = await connect(t, sheep.addresses[0] as string);
   const dog = new MiniDog(c);
   const v = await dog.create('alpha', 1 << 22);
