@@ -57,12 +57,15 @@ import {
   responseError,
 } from '../errors.js';
 import {
+  SD_MAX_VDI_SIZE,
   type SnapshotRef,
   checkAttrKey,
   checkBytes,
+  checkNewTag,
+  checkNewVdiName,
   checkSnapshotRef,
-  checkTag,
   checkVdiName,
+  checkVdiSize,
   parseRedundancy,
   redundancyString,
 } from './names.js';
@@ -458,10 +461,14 @@ export class SheepdogClient {
 
   // -------------------------------------------------------------- VDI ops
 
-  /** Create a VDI of `size` bytes. */
-  async createVdi(name: string, size: number, opts: CreateVdiOptions = {}): Promise<VdiInfo> {
-    checkVdiName(name);
-    checkBytes(size, 'size', { min: 1 });
+  /**
+   * Create a VDI of `size` bytes: a safe integer, or a bigint for hyper
+   * volumes past 2^53 - 1 bytes (up to sheep's 16 PiB). The name must not
+   * hold control characters.
+   */
+  async createVdi(name: string, size: number | bigint, opts: CreateVdiOptions = {}): Promise<VdiInfo> {
+    checkNewVdiName(name);
+    const sz = checkVdiSize(size);
     const red = opts.copies === undefined ? { copies: 0, copyPolicy: 0 } : parseRedundancy(opts.copies);
     let bss = opts.blockSizeShift;
     if (
@@ -474,7 +481,7 @@ export class SheepdogClient {
     }
     bss ??= (await this.clusterDefaults()).blockSizeShift;
     const flatMax = 2 ** bss * SD_INODE_DATA_INDEX;
-    const hyper = opts.hyper === true || size > flatMax;
+    const hyper = opts.hyper === true || sz > BigInt(flatMax);
     if (hyper) {
       if (bss !== 22) {
         throw new InvalidArgumentError(
@@ -486,7 +493,7 @@ export class SheepdogClient {
     const vid = await this.newVdi(
       name,
       {
-        vdiSize: BigInt(size),
+        vdiSize: sz,
         copies: red.copies,
         copyPolicy: red.copyPolicy,
         storePolicy: hyper ? StorePolicy.HYPER : StorePolicy.FLAT,
@@ -583,7 +590,7 @@ export class SheepdogClient {
    */
   async snapshotVdi(name: string, tag: string): Promise<SnapshotResult> {
     checkVdiName(name);
-    checkTag(tag);
+    checkNewTag(tag);
     // The tag write and NEW_VDI are two steps: two snapshots of one VDI
     // interleaved would lose a tag (sheepdog issue #330). This client runs
     // them one at a time per VDI; other clients can still interleave.
@@ -644,7 +651,7 @@ export class SheepdogClient {
   /** Clone a snapshot into a new VDI that shares its objects until written (copy-on-write). */
   async cloneVdi(name: string, snapshot: SnapshotRef, target: string): Promise<VdiInfo> {
     checkVdiName(name);
-    checkVdiName(target, 'target VDI name');
+    checkNewVdiName(target, 'target VDI name');
     const h = await this.snapshotHeader(name, snapshot);
     return this.newVdiFrom(target, h, `clone ${name} (${String(snapshot)}) to ${target}`);
   }
@@ -677,21 +684,23 @@ export class SheepdogClient {
     return this.newVdiFrom(name, h, `rollback VDI ${name}`);
   }
 
-  /** Grow a VDI. Shrinking is refused (InvalidArgumentError). */
-  async resizeVdi(name: string, newSize: number): Promise<void> {
+  /** Grow a VDI (`newSize` a safe integer or a bigint). Shrinking is refused (InvalidArgumentError). */
+  async resizeVdi(name: string, newSize: number | bigint): Promise<void> {
     checkVdiName(name);
-    checkBytes(newSize, 'size', { min: 1 });
+    const size = checkVdiSize(newSize);
     const vid = await this.lookup(name);
     const h = await this.readHeader(vid);
-    const cur = Number(h.vdiSize);
-    if (newSize < cur)
-      throw new InvalidArgumentError(`shrinking VDI ${name} from ${cur} to ${newSize} bytes is not supported`);
+    const cur = h.vdiSize;
+    if (size < cur)
+      throw new InvalidArgumentError(`shrinking VDI ${name} from ${cur} to ${size} bytes is not supported`);
     const max =
-      h.storePolicy === StorePolicy.HYPER ? Number.MAX_SAFE_INTEGER : 2 ** h.blockSizeShift * SD_INODE_DATA_INDEX;
-    if (newSize > max) throw new InvalidArgumentError(`VDI ${name} cannot grow past ${max} bytes`);
-    if (newSize === cur) return;
+      h.storePolicy === StorePolicy.HYPER
+        ? SD_MAX_VDI_SIZE
+        : BigInt(2 ** h.blockSizeShift * SD_INODE_DATA_INDEX);
+    if (size > max) throw new InvalidArgumentError(`VDI ${name} cannot grow past ${max} bytes`);
+    if (size === cur) return;
     const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(newSize));
+    b.writeBigUInt64LE(size);
     await writeObject(this.transport, vidToVdiOid(vid), INODE_OFF.vdiSize, b);
   }
 

@@ -13,6 +13,33 @@ function checkString(s: unknown, what: string, max: number, allowEmpty: boolean)
   return s;
 }
 
+/** C0 controls, DEL and C1 controls: they break tables and terminals. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+function noControl(v: string, what: string): string {
+  const c = CONTROL.exec(v);
+  if (c) {
+    const code = c[0].charCodeAt(0).toString(16).padStart(2, '0');
+    throw new InvalidArgumentError(`${what} ${JSON.stringify(v)} contains a control character (\\x${code})`);
+  }
+  return v;
+}
+
+/**
+ * The name of a new VDI (create, clone, import): as checkVdiName, and no
+ * control characters (newline, tab, escape...), which break tables and
+ * terminals. Existing names holding them are still looked up with checkVdiName.
+ */
+export function checkNewVdiName(name: unknown, what = 'VDI name'): string {
+  return noControl(checkVdiName(name, what), what);
+}
+
+/** The tag of a new snapshot: as checkTag, and no control characters. */
+export function checkNewTag(tag: unknown, what = 'snapshot tag'): string {
+  return noControl(checkTag(tag, what), what);
+}
+
 /** A VDI name: 1–255 bytes of UTF-8, no NUL. */
 export function checkVdiName(name: unknown, what = 'VDI name'): string {
   return checkString(name, what, SD_MAX_VDI_LEN - 1, false);
@@ -49,16 +76,64 @@ export function checkSnapshotRef(ref: unknown): SnapshotRef {
   return checkTag(ref);
 }
 
-const SUFFIX: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
+const SUFFIX: Record<string, bigint> = {
+  '': 1n,
+  K: 1n << 10n,
+  M: 1n << 20n,
+  G: 1n << 30n,
+  T: 1n << 40n,
+  P: 1n << 50n,
+};
 
-/** Parse "10G", "512M", "4096", "1.5T" (binary units, optional trailing B/iB). */
-export function parseSize(s: string, what = 'size'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(s);
-  if (!m) throw new InvalidArgumentError(`${what}: cannot parse ${JSON.stringify(s)} (use e.g. 4096, 512M, 10G)`);
-  const mult = SUFFIX[(m[2] ?? '').toUpperCase()] ?? 1;
-  const v = Number(m[1]) * mult;
-  if (!Number.isSafeInteger(v))
+/**
+ * The largest VDI sheep creates: 2^32 objects of 4 MiB, 16 PiB (a hyper
+ * volume; sheep's SD_MAX_VDI_SIZE). Past 2^53 bytes a size is not a safe
+ * JavaScript number, so it is passed as a bigint.
+ */
+export const SD_MAX_VDI_SIZE = 1n << 54n;
+
+/**
+ * Parse "10G", "512M", "4096", "1.5T", "16P" exactly (binary units K..P,
+ * optional trailing B/iB) into a bigint. Negative sizes and fractions of a
+ * byte are refused with a message saying so.
+ */
+export function parseSizeBig(s: string, what = 'size'): bigint {
+  const m = /^\s*(-?)(\d+)(?:\.(\d+))?\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(s);
+  if (!m)
+    throw new InvalidArgumentError(`${what}: cannot parse ${JSON.stringify(s)} (use e.g. 4096, 512M, 10G, 1.5T, 16P)`);
+  if (m[1] === '-') throw new InvalidArgumentError(`${what}: ${JSON.stringify(s)} is negative`);
+  const frac = m[3] ?? '';
+  const mult = SUFFIX[(m[4] ?? '').toUpperCase()] ?? 1n;
+  const scaled = BigInt(`${m[2] ?? '0'}${frac}`) * mult;
+  const div = 10n ** BigInt(frac.length);
+  if (scaled % div !== 0n)
     throw new InvalidArgumentError(`${what}: ${JSON.stringify(s)} is not a whole number of bytes`);
+  return scaled / div;
+}
+
+/** Like parseSizeBig, for offsets and lengths: a safe integer (at most 2^53 - 1). */
+export function parseSize(s: string, what = 'size'): number {
+  const v = parseSizeBig(s, what);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new InvalidArgumentError(`${what}: ${JSON.stringify(s)} is past 2^53 - 1 bytes`);
+  return Number(v);
+}
+
+/**
+ * A VDI size: a safe integer or a bigint, 1 .. SD_MAX_VDI_SIZE (16 PiB).
+ * Returned as a bigint (exact).
+ */
+export function checkVdiSize(n: unknown, what = 'size'): bigint {
+  let v: bigint;
+  if (typeof n === 'bigint') v = n;
+  else if (typeof n === 'number' && Number.isSafeInteger(n)) v = BigInt(n);
+  else
+    throw new InvalidArgumentError(
+      `${what} must be an integer number of bytes (a safe integer or a bigint), got ${String(n)}`,
+    );
+  if (v < 1n) throw new InvalidArgumentError(`${what} must be at least 1 byte, got ${v}`);
+  if (v > SD_MAX_VDI_SIZE)
+    throw new InvalidArgumentError(`${what} ${v} is past sheep's largest VDI (${SD_MAX_VDI_SIZE} bytes, 16 PiB)`);
   return v;
 }
 
