@@ -8,6 +8,8 @@
  *
  * An optional `StoreBackend` sees every mutation (the directory persistence).
  */
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { LEDGER_BIT } from '../protocol/oid.js';
 
 export const CHUNK_SHIFT = 16;
@@ -16,6 +18,77 @@ const CHUNK_MASK = CHUNK_SIZE - 1;
 
 const ZEROS = Buffer.alloc(CHUNK_SIZE);
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * Chunks come from 64 MiB slabs, not one allocation each: a 64 KiB
+ * allocation lands in malloc's heap, which keeps the pages after free (a
+ * server that stored 4 GiB kept 4 GiB of RSS after every VDI was deleted),
+ * while a slab is above glibc's largest mmap threshold, so it is mmapped and
+ * unmapped as a whole once every chunk in it is dead. A slot is reused only
+ * after the garbage collector finalised the chunk that held it, so nothing
+ * still referencing a chunk (a persistence write, a copy) can see it reused.
+ * Large releases (objects removed, chunks zeroed) ask for a collection, so an
+ * idle server gives the memory back too.
+ */
+const SLAB_CHUNKS = 1024;
+interface Slab {
+  buf: ArrayBuffer;
+  free: number[];
+  next: number;
+  live: number;
+}
+const slabs = new Set<Slab>();
+let current: Slab | undefined;
+const finalizer = new FinalizationRegistry<{ slab: Slab; slot: number }>(({ slab, slot }) => {
+  slab.live--;
+  if (slab.live === 0 && slab !== current) slabs.delete(slab);
+  else slab.free.push(slot);
+});
+
+function allocChunk(): Uint8Array {
+  let slab = current;
+  if (!slab || (slab.free.length === 0 && slab.next === SLAB_CHUNKS)) {
+    slab = [...slabs].find((x) => x.free.length > 0);
+    if (!slab) {
+      slab = { buf: new ArrayBuffer(SLAB_CHUNKS * CHUNK_SIZE), free: [], next: 0, live: 0 };
+      slabs.add(slab);
+    }
+    current = slab;
+  }
+  const reused = slab.free.pop();
+  const slot = reused ?? slab.next++;
+  const c = new Uint8Array(slab.buf, slot * CHUNK_SIZE, CHUNK_SIZE);
+  if (reused !== undefined) c.fill(0);
+  slab.live++;
+  finalizer.register(c, { slab, slot });
+  return c;
+}
+
+let released = 0;
+let gcTimer: NodeJS.Timeout | undefined;
+let gcFn: (() => void) | undefined | null;
+/** A full collection soon after 256 MiB or more of chunks were dropped (see allocChunk). */
+function releasedBytes(n: number): void {
+  released += n;
+  if (released < 256 * 2 ** 20 || gcTimer) return;
+  gcTimer = setTimeout(() => {
+    gcTimer = undefined;
+    released = 0;
+    if (gcFn === undefined) {
+      try {
+        // The documented way to reach gc() without --expose-gc on the command line.
+        v8.setFlagsFromString('--expose-gc');
+        gcFn = vm.runInNewContext('gc') as () => void;
+      } catch {
+        gcFn = null;
+      }
+    }
+    gcFn?.();
+    // The finalizers run after that collection; the slabs they drop go in the next.
+    setTimeout(() => gcFn?.(), 100).unref();
+  }, 200);
+  gcTimer.unref();
+}
 
 /** True when every byte of `b` is zero (memcmp against a zero page, CHUNK_SIZE at a time). */
 export function isZero(b: Uint8Array): boolean {
@@ -97,7 +170,7 @@ export class SparseObject {
       let c = this.chunks.get(ci);
       if (c === undefined) {
         if (!isZero(src)) {
-          c = new Uint8Array(CHUNK_SIZE);
+          c = allocChunk();
           c.set(src, within);
           this.chunks.set(ci, c);
         }
@@ -284,12 +357,14 @@ export class ObjectStore {
     const obj = this.objects.get(oid);
     if (!obj) return false;
     this.bytes -= obj.allocated;
+    releasedBytes(obj.allocated);
     this.objects.delete(oid);
     this.backend?.removed(oid);
     return true;
   }
 
   clear(): void {
+    releasedBytes(this.bytes);
     this.objects.clear();
     this.bytes = 0;
     this.backend?.cleared();

@@ -1,6 +1,7 @@
 /** `sheepdog serve`: the embedded sheep cluster in the foreground, until Ctrl-C / SIGTERM. */
 import { serveMemorySheep } from '../../testing/serve.js';
 import type { MemorySheepOptions } from '../../testing/types.js';
+import { parseSize } from '../../lib/client/names.js';
 import { UsageError } from '../exit.js';
 import { toJson } from '../format.js';
 import { type CommandSpec, bool, str } from '../spec.js';
@@ -29,12 +30,22 @@ export const serveCommand: CommandSpec = {
     'block-size-shift': { type: 'string', short: 'z', arg: 'N', help: 'default object size 2^N (default 22)' },
     dir: { type: 'string', short: 'd', arg: 'DIR', help: 'keep cluster state and objects in DIR' },
     unformatted: { type: 'boolean', help: 'start unformatted (answers WAIT_FOR_FORMAT)' },
+    memory: {
+      type: 'string',
+      short: 'm',
+      arg: 'SIZE',
+      help: 'object data kept before NO_SPACE, e.g. 512M, 16G (default 4G); freed again by deletes',
+    },
   },
   min: 0,
   max: 0,
   json: true,
   local: true,
-  examples: ['sheepdog serve', 'sheepdog serve --nodes 5 --port 7100 --copies 2 --dir /var/tmp/sheep'],
+  examples: [
+    'sheepdog serve',
+    'sheepdog serve --nodes 5 --port 7100 --copies 2 --dir /var/tmp/sheep',
+    'sheepdog serve --memory 16G',
+  ],
   async run(ctx, _pos, opts) {
     const o: MemorySheepOptions = {
       nodes: num(str(opts, 'nodes'), 'nodes', 1, 64) ?? 3,
@@ -50,6 +61,11 @@ export const serveCommand: CommandSpec = {
     if (dir !== undefined) o.dir = dir;
     if (bool(opts, 'lock')) o.lock = true;
     if (bool(opts, 'unformatted')) o.unformatted = true;
+    const mem = str(opts, 'memory');
+    if (mem !== undefined) {
+      o.maxMemory = parseSize(mem, '--memory');
+      if (o.maxMemory < 2 ** 20) throw new UsageError(`--memory must be at least 1M, got ${JSON.stringify(mem)}`);
+    }
     if (o.port !== 0 && (o.port ?? 0) + (o.nodes ?? 3) - 1 > 65535)
       throw new UsageError('--port + --nodes passes port 65535');
 
