@@ -25,10 +25,26 @@ export function formatDuration(ms: number): string {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 }
 
+/**
+ * A name for a table or a `key: value` line: control characters (a newline
+ * or tab in an old VDI name) as `\n`, `\t`, `\r` or `\xHH`, so each row
+ * stays one line. --json keeps the name as it is.
+ */
+export function escapeControls(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\t') return '\\t';
+    if (c === '\r') return '\\r';
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}
+
 export type Align = 'left' | 'right';
 
 /** Columns padded to their widest cell; header row first. */
-export function table(header: string[], rows: string[][], align: Align[] = []): string {
+export function table(header: string[], cells: string[][], align: Align[] = []): string {
+  const rows = cells.map((r) => r.map(escapeControls));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
     cells
@@ -49,5 +65,5 @@ export function toJson(v: unknown): string {
 /** `key: value` lines with the keys aligned. */
 export function keyValues(pairs: [string, string][]): string {
   const w = Math.max(...pairs.map(([k]) => k.length));
-  return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${v}`).join('\n') + '\n';
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${escapeControls(v)}`).join('\n') + '\n';
 }

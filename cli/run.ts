@@ -11,6 +11,7 @@ import { parseAddress } from '../lib/util/address.js';
 import { type ClientOptions, SheepdogClient } from '../lib/client/client.js';
 import { commandTable } from './commands/index.js';
 import { ExitCode, UsageError, errorText, exitCodeFor } from './exit.js';
+import { escapeControls } from './format.js';
 import type { CliIO, CommandSpec, Context, OptionSpec, OptionValues } from './spec.js';
 
 export type { CliIO } from './spec.js';
@@ -111,8 +112,8 @@ function topHelp(): string {
     'Global options:',
     ...optLines({ ...GLOBAL, version: { type: 'boolean', short: 'V', help: 'print the version' } }),
     '',
-    'Sizes and offsets take K, M, G, T suffixes (powers of 1024). Snapshots are',
-    'given by tag or by numeric id.',
+    'Sizes, offsets and lengths take K, M, G, T, P suffixes (powers of 1024).',
+    'Snapshots: -s TAG|ID (all digits: an id), --tag TAG, --id ID.',
     '',
     ...EXIT_HELP,
     '',
@@ -167,11 +168,30 @@ function parse(
   positionals: boolean,
   help: string,
 ): { values: OptionValues; positionals: string[] } {
+  // "-1G", "-5": a negative number, not a short option (no option is a
+  // digit). Hidden from parseArgs so the command can say what is wrong with it.
+  const neg: string[] = [];
+  const hide = (a: string): string => (/^-\d/.test(a) ? `\0neg${neg.push(a) - 1}` : a);
+  const show = (a: string): string => {
+    const m = /^\0neg(\d+)$/.exec(a);
+    return m ? (neg[Number(m[1])] ?? a) : a;
+  };
   try {
-    const r = parseArgs({ args, options: toParseConfig(options), strict: true, allowPositionals: positionals });
-    return { values: r.values as OptionValues, positionals: r.positionals };
+    const r = parseArgs({
+      args: args.map(hide),
+      options: toParseConfig(options),
+      strict: true,
+      allowPositionals: positionals,
+    });
+    const values: OptionValues = {};
+    for (const [k, v] of Object.entries(r.values as OptionValues)) {
+      values[k] =
+        typeof v === 'string' ? show(v) : Array.isArray(v) ? v.map((x) => (typeof x === 'string' ? show(x) : x)) : v;
+    }
+    return { values, positionals: r.positionals.map(show) };
   } catch (e) {
-    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ''), help);
+    const msg = (e as Error).message.replace(/\0neg(\d+)/g, (_m, i: string) => neg[Number(i)] ?? '');
+    throw new UsageError(msg.replace(/\. To specify a positional.*$/s, ''), help);
   }
 }
 
@@ -296,7 +316,7 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
       const n = positionals.length < spec.min ? 'missing arguments' : 'too many arguments';
       throw new UsageError(`${n}\nUsage: ${usageLine(spec)}`, help);
     }
-    if (positionals[0] !== undefined) label += ` ${positionals[0]}`;
+    if (positionals[0] !== undefined) label += ` ${escapeControls(positionals[0])}`;
     const json = values['json'] === true || top['json'] === true;
     if (json && !spec.json) throw new UsageError(`${spec.path.join(' ')} has no --json output`, help);
     const tRaw = (values['timeout'] ?? top['timeout']) as string | undefined;

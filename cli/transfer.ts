@@ -13,7 +13,7 @@ import type { CreateVdiOptions, SheepdogClient } from '../lib/client/client.js';
 import { NoVdiError } from '../lib/errors.js';
 import type { SnapshotRef } from '../lib/client/names.js';
 import type { Vdi } from '../lib/vdi/vdi.js';
-import { CliError, ExitCode } from './exit.js';
+import { CliError, ExitCode, errorText, exitCodeFor } from './exit.js';
 import type { Progress } from './progress.js';
 
 /** Granularity of zero detection (holes in the exported file). */
@@ -128,6 +128,138 @@ async function copyAllocated(vdi: Vdi, fh: FileHandle, progress: Progress): Prom
   return written;
 }
 
+const COPY_IN_CONCURRENCY = 4;
+
+/** `[start, start + n)` as text: "offset 1048576..1049600". */
+function span(start: number, n: number): string {
+  return `offset ${start}..${start + n}`;
+}
+
+/**
+ * Copy `source` into `vdi` from `start`: at most `limit` bytes when given
+ * (the rest of the input is left unread), else until the input ends. Input
+ * that continues past the end of the VDI is detected by reading, before
+ * anything beyond the VDI is written: the bytes that fit are written, then a
+ * usage error (exit 64) says how many landed. A failed write waits for the
+ * writes in flight and reports the bytes that landed (the contiguous run
+ * acknowledged from `start`), with the exit code of its cause.
+ * All-zero chunks over objects unallocated at the start are skipped when
+ * `skipZeroes`. Resolves with the number of bytes taken from the input.
+ */
+export async function copyIn(
+  vdi: Vdi,
+  source: AsyncIterable<Buffer | Uint8Array | string>,
+  o: { start: number; limit?: number; progress: Progress; skipZeroes?: boolean; what?: string },
+): Promise<number> {
+  const what = o.what ?? `VDI ${vdi.name}`;
+  const room = vdi.size - o.start;
+  const max = o.limit ?? room;
+  const chunk = Math.min(vdi.objectSize, EXPORT_CHUNK);
+  const allocated = new Set<number>();
+  if (o.skipZeroes) for (const [idx] of vdi.allocation()) allocated.add(idx);
+  /** Acknowledged chunks: offset → length. */
+  const acked = new Map<number, number>();
+  const inflight = new Set<Promise<void>>();
+  let failure: unknown;
+  let taken = 0;
+  let pos = o.start;
+  let buf = Buffer.allocUnsafe(Math.min(chunk, Math.max(max, 1)));
+  let fill = 0;
+  let acknowledged = 0;
+  const landed = (): number => {
+    let n = 0;
+    for (let l = acked.get(o.start + n); l !== undefined; l = acked.get(o.start + n)) n += l;
+    return n;
+  };
+  const dispatch = (data: Buffer, at: number): void => {
+    const done = (): void => {
+      acked.set(at, data.length);
+      acknowledged += data.length;
+      o.progress.update(acknowledged);
+    };
+    if (o.skipZeroes && !allocated.has(Math.floor(at / vdi.objectSize)) && isZero(data)) {
+      done();
+      return;
+    }
+    const p = vdi.write(data, at).then(
+      () => {
+        inflight.delete(p);
+        done();
+      },
+      (e: unknown) => {
+        inflight.delete(p);
+        failure ??= e;
+      },
+    );
+    inflight.add(p);
+  };
+  const flushBuf = async (): Promise<void> => {
+    while (inflight.size >= COPY_IN_CONCURRENCY) await Promise.race(inflight);
+    if (failure !== undefined) return;
+    if (fill === 0) return;
+    dispatch(buf.subarray(0, fill), pos);
+    pos += fill;
+    fill = 0;
+    buf = Buffer.allocUnsafe(chunk);
+  };
+  let past = false;
+  // One iterator, driven by hand: breaking out of `for await` would destroy
+  // stdin before the check for input past the end.
+  const it = source[Symbol.asyncIterator]();
+  const toBuf = (c: Buffer | Uint8Array | string): Buffer =>
+    typeof c === 'string' ? Buffer.from(c) : Buffer.isBuffer(c) ? c : Buffer.from(c);
+  try {
+    while (taken < max && failure === undefined) {
+      const r = await it.next();
+      if (r.done) break;
+      let b = toBuf(r.value);
+      if (taken + b.length > max) {
+        past = o.limit === undefined;
+        b = b.subarray(0, max - taken);
+      }
+      let off = 0;
+      while (off < b.length && failure === undefined) {
+        const limit = Math.min(chunk - (pos % chunk), buf.length); // object-aligned chunks
+        const n = Math.min(limit - fill, b.length - off);
+        b.copy(buf, fill, off, off + n);
+        fill += n;
+        off += n;
+        if (fill === limit) await flushBuf();
+      }
+      taken += off;
+    }
+    if (failure === undefined) await flushBuf();
+    // At the end of the room, one more byte of input means it runs past the end.
+    while (!past && o.limit === undefined && taken === max && failure === undefined) {
+      const r = await it.next();
+      if (r.done) break;
+      if (toBuf(r.value).length > 0) past = true;
+    }
+  } catch (e) {
+    failure ??= e;
+  } finally {
+    await Promise.resolve(it.return?.()).catch(() => {});
+  }
+  while (inflight.size > 0) await Promise.allSettled(inflight);
+  if (failure !== undefined) {
+    const n = landed();
+    throw new CliError(
+      `${errorText(failure)}; ${n} byte${n === 1 ? '' : 's'} landed in ${what} (${span(o.start, n)})` +
+        `${taken > n ? `, ${taken - n} read but not written` : ''}`,
+      exitCodeFor(failure),
+      { cause: failure },
+    );
+  }
+  if (past) {
+    throw new CliError(
+      `input continues past the end of ${what} (${vdi.size} bytes): the ${taken} bytes that fit ` +
+        `were written (${span(o.start, taken)}), the rest was not`,
+      ExitCode.USAGE,
+    );
+  }
+  return taken;
+}
+
 export interface ImportResult {
   size: number;
   /** Bytes read from the file. */
@@ -146,7 +278,7 @@ export async function importVdi(
   client: SheepdogClient,
   name: string,
   file: string,
-  opts: { create: CreateVdiOptions; progress: (total: number) => Progress; stdin: Readable },
+  opts: { create: CreateVdiOptions; progress: (total: number | undefined) => Progress; stdin: Readable },
 ): Promise<ImportResult> {
   let fileSize: number | undefined;
   if (file !== '-') {
@@ -177,35 +309,29 @@ export async function importVdi(
     size = (await client.createVdi(name, fileSize, opts.create)).size;
     created = true;
   }
-  const progress = opts.progress(fileSize ?? size);
+  const progress = opts.progress(fileSize);
   let vdi: Vdi | undefined;
-  let bytes = 0;
   try {
     vdi = await client.openVdi(name);
-    const v = vdi;
     const source =
-      file === '-' ? opts.stdin : createReadStream(file, { highWaterMark: Math.min(v.objectSize, EXPORT_CHUNK) });
-    const count = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        bytes += chunk.length;
-        if (bytes > v.size) {
-          cb(new CliError(`input is larger than VDI ${name} (${v.size} bytes)`, ExitCode.USAGE));
-          return;
-        }
-        progress.update(bytes);
-        cb(null, chunk);
-      },
-    });
-    await pipeline(source, count, v.createWriteStream({ skipZeroes: true }));
-    await v.flush();
-    await v.close();
+      file === '-' ? opts.stdin : createReadStream(file, { highWaterMark: Math.min(vdi.objectSize, EXPORT_CHUNK) });
+    const bytes = await copyIn(vdi, source, { start: 0, progress, skipZeroes: true });
+    await vdi.flush();
+    await vdi.close();
     vdi = undefined;
     progress.stop(true);
     return { size, bytes, created };
   } catch (e) {
     progress.stop(false);
     if (vdi) await vdi.close().catch(() => {});
-    if (created) await client.deleteVdi(name).catch(() => {});
+    if (created) {
+      const gone = await client.deleteVdi(name).then(
+        () => true,
+        () => false,
+      );
+      const msg = `${e instanceof CliError ? e.message : errorText(e)}; VDI ${name} was created by this import and ${gone ? 'has been deleted again' : 'could not be deleted'}`;
+      throw new CliError(msg, exitCodeFor(e), { cause: e });
+    }
     throw e;
   }
 }

@@ -69,13 +69,14 @@ const HELP = `Usage: sheepdog bench [-a HOST:PORT,...] --vdi NAME [--create SIZE
                       (--total BYTES | --seconds S) [--connections N] [--json]
 
 Measure the VDI API at a fixed queue depth: N requests of BYTES each are in
-flight at all times (vdi.read / vdi.write). Sizes accept K, M, G suffixes.
+flight at all times (vdi.read / vdi.write). Sizes accept K, M, G, T, P suffixes.
 
-Without -a an embedded cluster is started in a separate process, the VDI is
-created there and, for reads, filled first.
+Without -a (and without $SHEEPDOG_NODES) an embedded cluster is started in a
+separate process, the VDI is created there and, for reads, filled first.
 
 Options:
-  -a, --address HOST:PORT[,...]  gateways of a real cluster (repeat or comma-separate)
+  -a, --address HOST:PORT[,...]  gateways of a real cluster (repeat or comma-separate;
+                                 default: $SHEEPDOG_NODES, else the embedded cluster)
       --vdi NAME                 VDI to use (default "bench" on the embedded cluster)
       --create SIZE              create the VDI with this size first
                                  (embedded default: the total, 64M..1G; 1G with --seconds)
@@ -150,7 +151,10 @@ function size(v: string | undefined, name: string): number | undefined {
 }
 
 /** Parse the command line (without `bench`). Throws UsageError. */
-export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
+export function parseBenchArgs(
+  argv: readonly string[],
+  env: Record<string, string | undefined> = process.env,
+): BenchOptions | 'help' {
   let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
@@ -161,8 +165,11 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | 'help' {
   if (v.help) return 'help';
   if (parsed.positionals.length > 0)
     throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
-  const nodes = v.address
-    ?.flatMap((a) => a.split(','))
+  // -a, else $SHEEPDOG_NODES (as every other command), else the embedded cluster.
+  const fromEnv = (env['SHEEPDOG_NODES'] ?? '').trim();
+  const given = v.address ?? (fromEnv === '' ? undefined : [fromEnv]);
+  const nodes = given
+    ?.flatMap((a) => a.split(/[\s,]+/))
     .map((s) => s.trim())
     .filter((s) => s !== '')
     .map((s) => {
@@ -280,6 +287,8 @@ function describe(r: RunStats, o: BenchOptions, where: string): string {
 export interface BenchIO {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  /** $SHEEPDOG_NODES is read from here (default: process.env). */
+  env?: Record<string, string | undefined>;
 }
 
 /** Run `sheepdog bench` with `argv` (the words after `bench`); resolves with the exit code. */
@@ -290,7 +299,7 @@ export async function runBench(
   const label = 'sheepdog: bench';
   let o: BenchOptions | 'help';
   try {
-    o = parseBenchArgs(argv);
+    o = parseBenchArgs(argv, io.env ?? process.env);
   } catch (e) {
     io.stderr.write(`${label}: ${(e as Error).message}\nRun 'sheepdog bench --help' for usage.\n`);
     return exitCodeFor(e);

@@ -1,6 +1,6 @@
 /** Arguments and options shared by the `vdi` commands. */
 import type { CreateVdiOptions } from '../../lib/client/client.js';
-import { type SnapshotRef, parseSize } from '../../lib/client/names.js';
+import { type SnapshotRef, checkVdiSize, parseSize, parseSizeBig } from '../../lib/client/names.js';
 import { UsageError } from '../exit.js';
 import { type Context, type OptionSpec, type OptionValues, bool, str } from '../spec.js';
 
@@ -11,20 +11,40 @@ export function parseSnapshotRef(s: string): SnapshotRef {
   return /^\d+$/.test(s) ? Number(s) : s;
 }
 
+/**
+ * The snapshot selected by `-s/--snapshot TAG|ID` (all digits: an id, as
+ * dog's -s), `--tag TAG` (always a tag, even all digits) or `--id ID`.
+ */
 export function snapOpt(opts: OptionValues): SnapshotRef | undefined {
   const s = str(opts, 'snapshot');
+  const tag = str(opts, 'tag');
+  const id = str(opts, 'id');
+  if ([s, tag, id].filter((x) => x !== undefined).length > 1)
+    throw new UsageError('give one of --snapshot, --tag and --id');
+  if (tag !== undefined) return tag;
+  if (id !== undefined) {
+    if (!/^\d+$/.test(id) || Number(id) < 1 || Number(id) > 0xffffffff)
+      throw new UsageError(`--id must be a snapshot id (1..4294967295), got ${JSON.stringify(id)}`);
+    return Number(id);
+  }
   return s === undefined ? undefined : parseSnapshotRef(s);
 }
 
 export function requireSnap(opts: OptionValues, cmd: string): SnapshotRef {
   const s = snapOpt(opts);
-  if (s === undefined) throw new UsageError(`${cmd} needs --snapshot TAG|ID`);
+  if (s === undefined) throw new UsageError(`${cmd} needs --snapshot TAG|ID (or --tag TAG, --id ID)`);
   return s;
 }
 
+/** An offset or length: a safe integer. */
 export function sizeArg(s: string, what: string): number {
-  const n = parseSize(s, what);
-  return n;
+  return parseSize(s, what);
+}
+
+/** A VDI size, exact up to sheep's 16 PiB: a number when safe, else a bigint. */
+export function vdiSizeArg(s: string, what = 'SIZE'): number | bigint {
+  const v = checkVdiSize(parseSizeBig(s, what), what);
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
 function intOpt(opts: OptionValues, name: string): number | undefined {
@@ -47,7 +67,18 @@ export function createOpts(opts: OptionValues): CreateVdiOptions {
 
 // --------------------------------------------------------------- options
 
-export const SNAPSHOT: OptionSpec = { type: 'string', short: 's', arg: 'TAG|ID', help: 'a snapshot, by tag or by id' };
+export const SNAPSHOT: OptionSpec = {
+  type: 'string',
+  short: 's',
+  arg: 'TAG|ID',
+  help: 'a snapshot, by tag or by id (all digits: an id)',
+};
+/** `--snapshot`, `--tag`, `--id`: the options that select a snapshot. */
+export const SNAPSHOT_OPTS: Record<string, OptionSpec> = {
+  snapshot: SNAPSHOT,
+  tag: { type: 'string', arg: 'TAG', help: 'a snapshot by tag, even an all-digit one' },
+  id: { type: 'string', arg: 'ID', help: 'a snapshot by id' },
+};
 export const COPIES: OptionSpec = {
   type: 'string',
   short: 'c',

@@ -10,8 +10,8 @@ export const benchCommand: CommandSpec = {
   raw: true,
   local: true,
   // Loaded on demand: one-shot commands do not pay for the benchmark's modules.
-  async run(_ctx, args) {
+  async run(ctx, args) {
     const { runBench } = await import('../bench/command.js');
-    return runBench(args);
+    return runBench(args, { stdout: ctx.io.stdout, stderr: ctx.io.stderr, env: ctx.io.env });
   },
 };

@@ -7,12 +7,23 @@ export const clusterInfo: CommandSpec = {
   path: ['cluster', 'info'],
   args: '',
   summary: 'cluster status, format parameters and members',
-  description: 'Exits 2 when the cluster is not running (not formatted, waiting for nodes, shutting down).',
+  description:
+    'A cluster that is not running (not formatted, waiting for nodes, shutting down) is a failure: exit 2, ' +
+    'nothing on stdout (not even with --json), its status on stderr.',
   min: 0,
   max: 0,
   json: true,
   async run(ctx) {
     const ci = await ctx.client().clusterInfo();
+    if (ci.status !== 'running') {
+      // A failure like any other (docs/cli.md: nothing on stdout): the format
+      // parameters of an unformatted cluster are zeros, not facts.
+      const members = ci.nodes.map((n) => n.address).join(', ') || 'none';
+      ctx.note(
+        `sheepdog: cluster info: the cluster is not running: ${ci.status} (epoch ${ci.epoch}; nodes: ${members})`,
+      );
+      return ExitCode.UNAVAILABLE;
+    }
     if (ctx.json) ctx.out(toJson(ci));
     else {
       ctx.out(
@@ -28,6 +39,6 @@ export const clusterInfo: CommandSpec = {
         ]),
       );
     }
-    return ci.status === 'running' ? ExitCode.OK : ExitCode.UNAVAILABLE;
+    return ExitCode.OK;
   },
 };

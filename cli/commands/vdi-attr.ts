@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { UsageError } from '../exit.js';
 import { toJson } from '../format.js';
 import { type CommandSpec, bool } from '../spec.js';
-import { SNAPSHOT, snapOpt } from './args.js';
+import { SNAPSHOT_OPTS, snapOpt } from './args.js';
 
 async function readAll(s: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -18,7 +18,7 @@ export const vdiSetattr: CommandSpec = {
   options: {
     exclusive: { type: 'boolean', short: 'x', help: 'fail (exit 5) if the attribute exists' },
     delete: { type: 'boolean', short: 'd', help: 'delete the attribute' },
-    snapshot: SNAPSHOT,
+    ...SNAPSHOT_OPTS,
   },
   min: 2,
   max: 3,
@@ -41,7 +41,7 @@ export const vdiGetattr: CommandSpec = {
   path: ['vdi', 'getattr'],
   args: 'NAME KEY',
   summary: 'print a VDI attribute\u2019s value (raw bytes; --json: as UTF-8 text)',
-  options: { snapshot: SNAPSHOT },
+  options: { ...SNAPSHOT_OPTS },
   min: 2,
   max: 2,
   json: true,

@@ -1,7 +1,7 @@
 /** `sheepdog vdi lock list | unlock`: VDI locks. */
 import { table, toJson } from '../format.js';
 import type { CommandSpec } from '../spec.js';
-import { SNAPSHOT, snapOpt } from './args.js';
+import { SNAPSHOT_OPTS, snapOpt } from './args.js';
 
 export const vdiLockList: CommandSpec = {
   path: ['vdi', 'lock', 'list'],
@@ -37,7 +37,7 @@ export const vdiLockUnlock: CommandSpec = {
   path: ['vdi', 'lock', 'unlock'],
   args: 'NAME',
   summary: 'force-release a VDI\u2019s lock, whoever holds it',
-  options: { snapshot: SNAPSHOT },
+  options: { ...SNAPSHOT_OPTS },
   min: 1,
   max: 1,
   async run(ctx, [name = ''], opts) {

@@ -1,8 +1,8 @@
 /** `sheepdog vdi snapshot | clone | rollback`. */
 import { UsageError } from '../exit.js';
 import { toJson } from '../format.js';
-import { type CommandSpec, str } from '../spec.js';
-import { SNAPSHOT, requireSnap } from './args.js';
+import { type CommandSpec, type OptionSpec, str } from '../spec.js';
+import { SNAPSHOT_OPTS, requireSnap } from './args.js';
 
 export const vdiSnapshot: CommandSpec = {
   path: ['vdi', 'snapshot'],
@@ -17,6 +17,13 @@ export const vdiSnapshot: CommandSpec = {
     const tag = str(opts, 'tag');
     if (tag === undefined) throw new UsageError('vdi snapshot needs --tag TAG');
     const r = await ctx.client().snapshotVdi(name, tag);
+    if (/^\d+$/.test(tag)) {
+      // Not refused: dates (20240501) are common tags, and dog accepts them.
+      ctx.note(
+        `sheepdog: vdi snapshot ${name}: note: tag ${JSON.stringify(tag)} is all digits; ` +
+          `-s ${tag} selects snapshot id ${tag}, so select this one with --tag ${tag}`,
+      );
+    }
     if (ctx.json) ctx.out(toJson(r));
     return 0;
   },
@@ -26,7 +33,13 @@ export const vdiClone: CommandSpec = {
   path: ['vdi', 'clone'],
   args: 'SRC DST',
   summary: 'clone a snapshot of SRC into a new VDI DST (copy-on-write)',
-  options: { snapshot: { ...SNAPSHOT, help: 'the snapshot of SRC to clone (required)' } },
+  options: {
+    ...SNAPSHOT_OPTS,
+    snapshot: {
+      ...(SNAPSHOT_OPTS['snapshot'] as OptionSpec),
+      help: 'the snapshot of SRC to clone (required: this, --tag or --id)',
+    },
+  },
   min: 2,
   max: 2,
   json: true,
@@ -42,7 +55,13 @@ export const vdiRollback: CommandSpec = {
   path: ['vdi', 'rollback'],
   args: 'NAME',
   summary: 'roll a VDI back to a snapshot (discards changes made since)',
-  options: { snapshot: { ...SNAPSHOT, help: 'the snapshot to roll back to (required)' } },
+  options: {
+    ...SNAPSHOT_OPTS,
+    snapshot: {
+      ...(SNAPSHOT_OPTS['snapshot'] as OptionSpec),
+      help: 'the snapshot to roll back to (required: this, --tag or --id)',
+    },
+  },
   min: 1,
   max: 1,
   json: true,

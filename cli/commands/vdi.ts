@@ -2,7 +2,7 @@
 import type { VdiInfo } from '../../lib/client/client.js';
 import { formatDate, formatSize, keyValues, table, toJson } from '../format.js';
 import type { CommandSpec } from '../spec.js';
-import { BSS, COPIES, SNAPSHOT, createOpts, sizeArg, snapOpt } from './args.js';
+import { BSS, COPIES, SNAPSHOT_OPTS, createOpts, snapOpt, vdiSizeArg } from './args.js';
 
 function vdiRow(v: VdiInfo): string[] {
   return [
@@ -63,7 +63,7 @@ export const vdiCreate: CommandSpec = {
   json: true,
   examples: ['sheepdog vdi create vol1 10G', 'sheepdog vdi create ec1 1T --copies 4:2'],
   async run(ctx, [name = '', size = ''], opts) {
-    const info = await ctx.client().createVdi(name, sizeArg(size, 'SIZE'), createOpts(opts));
+    const info = await ctx.client().createVdi(name, vdiSizeArg(size, 'SIZE'), createOpts(opts));
     if (ctx.json) ctx.out(toJson(info));
     return 0;
   },
@@ -99,7 +99,7 @@ export const vdiInfo: CommandSpec = {
   path: ['vdi', 'info'],
   args: 'NAME',
   summary: 'details of a VDI (or of one of its snapshots)',
-  options: { snapshot: SNAPSHOT },
+  options: { ...SNAPSHOT_OPTS },
   min: 1,
   max: 1,
   json: true,
@@ -115,7 +115,7 @@ export const vdiDelete: CommandSpec = {
   path: ['vdi', 'delete'],
   args: 'NAME',
   summary: 'delete a VDI, or one of its snapshots with --snapshot',
-  options: { snapshot: SNAPSHOT },
+  options: { ...SNAPSHOT_OPTS },
   min: 1,
   max: 1,
   async run(ctx, [name = ''], opts) {
@@ -132,7 +132,7 @@ export const vdiResize: CommandSpec = {
   min: 2,
   max: 2,
   async run(ctx, [name = '', size = ''], _opts) {
-    await ctx.client().resizeVdi(name, sizeArg(size, 'SIZE'));
+    await ctx.client().resizeVdi(name, vdiSizeArg(size, 'SIZE'));
     return 0;
   },
 };

@@ -315,3 +315,35 @@ t.test('bench is wired to cli/bench (or says it is absent)', async (t) => {
     t.match(r.stderr, /not part of this build/);
   }
 });
+
+t.test('README: the backgrounded serve is stopped by the kill it shows', async (t) => {
+  const readme = readFileSync(join(CLI, '..', '..', '..', 'README.md'), 'utf8');
+  const start = readme.split('\n').find((l) => / serve &/.test(l)) ?? '';
+  t.notMatch(start, /^npx /, 'not `npx sheepdog serve &`: $! would be npx');
+  const m = /^(\S+) serve & (\w+)=\$!/.exec(start);
+  t.ok(m, start);
+  const stop = readme.split('\n').find((l) => l.startsWith(`kill $${m?.[2]}`));
+  t.ok(stop, 'a kill of the saved pid');
+  // Run the README's lines, on an ephemeral port, with the bin where npm puts it.
+  const dir = mkdtempSync(join(tmpdir(), 'sheepdog-readme-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { chmodSync, mkdirSync, symlinkSync } = await import('node:fs');
+  mkdirSync(join(dir, 'node_modules', '.bin'), { recursive: true });
+  chmodSync(CLI, 0o755); // as npm install leaves a bin
+  symlinkSync(CLI, join(dir, m?.[1] ?? 'x'));
+  const script =
+    `${m?.[1]} serve --port 0 --nodes 1 > addr & ${m?.[2]}=$!\n` +
+    `i=0; while [ ! -s addr ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n` +
+    `${stop?.split('#')[0] ?? ''}\nwait $${m?.[2]}; echo "rc=$?"; cat addr`;
+  const out = await new Promise<string>((resolve, reject) => {
+    const sh = spawn('sh', ['-c', script], { cwd: dir, env: childEnv() });
+    let o = '';
+    sh.stdout.on('data', (b: Buffer) => (o += b.toString()));
+    sh.on('error', reject);
+    sh.on('close', () => resolve(o));
+  });
+  t.match(out, /^rc=0\n127\.0\.0\.1:\d+\n$/, 'the server itself got the signal and exited 0');
+  const addr = /127\.0\.0\.1:\d+/.exec(out)?.[0] ?? '';
+  const r = await sheepdog([addr], ['node', 'list']);
+  t.equal(r.code, 2, 'nothing is left on the port');
+});

@@ -184,7 +184,7 @@ t.test('lifecycle and data commands in-process: text output, options, exit codes
   writeFileSync(file, Buffer.concat([pattern(MiB, 1), Buffer.alloc(2 * MiB), pattern(MiB, 2)]));
   const imp = await run([...a, 'vdi', 'import', 'w', file], '', true);
   t.equal(imp.code, 0, imp.stderr);
-  t.match(imp.stderr, /import w \[#+\] 100% 4\.0 MiB \/ 4\.0 MiB/, 'progress bar on a TTY');
+  t.match(imp.stderr, /import w \[#+\] 100% 4\.0 MiB \/ 4\.0 MiB \S+ \S+\/s ETA 00:00/, 'progress bar on a TTY');
   const outFile = join(dir, 'out.raw');
   const exp = await run([...a, 'vdi', 'export', 'w', outFile], '', true);
   t.equal(exp.code, 0, exp.stderr);
@@ -372,11 +372,8 @@ t.test('formatting helpers and the progress line', async (t) => {
   p.update(50);
   p.stop(false);
   await new Promise((r) => setImmediate(r));
-  t.ok(written.endsWith('\r\x1b[K'), 'a failed transfer clears the line');
-  t.ok(
-    written.split('\r').every((l) => l.replace('\x1b[K', '').length <= 39),
-    'fits the terminal',
-  );
+  t.ok(written.endsWith('\x1b[2K'), 'a failed transfer clears the line (cli-progress)');
+  t.match(written, /copy \[#+-+\]/, 'a bar was drawn');
   const off = createProgress('copy', 100, new PassThrough());
   off.update(1);
   off.stop(true);
