@@ -4,6 +4,7 @@
  * their bugs: every result is checked, deletes zero the index before DEL_VDI,
  * hyper volumes are deleted without breaking their B-tree.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import {
   CLUSTER_INFO_SIZE,
   ClusterFlag,
@@ -76,6 +77,7 @@ import { runBounded } from '../util/bounded.js';
 import type { Reply, RequestOptions, Transport } from '../transport/types.js';
 import { FlatIndex, HyperIndex, type IndexIO, type VdiIndex } from '../vdi/vdi-index.js';
 import { Vdi } from '../vdi/vdi.js';
+import { type IoOptions, abortedError, callSignal } from '../util/signal.js';
 import { type VdiHost, VdiCore } from '../vdi/core.js';
 
 export interface ClientOptions extends PoolOptions {
@@ -106,6 +108,12 @@ export interface DeleteVdiOptions {
   /** Delete even if a handle of this client has it open or its lock is held. */
   force?: boolean;
 }
+
+/** Per-call options of every SheepdogClient method: `signal` and `timeout` (ms) for the whole call. */
+export type CallOptions = IoOptions;
+
+/** The signal of the client call in progress (see SheepdogClient.scoped). */
+const callScope = new AsyncLocalStorage<AbortSignal>();
 
 /** DEL_VDI rounds before deleteVdi gives up on a VDI a writer keeps allocating in. */
 const DELETE_ROUNDS = 8;
@@ -208,6 +216,8 @@ export class SheepdogClient {
   readonly transport: Transport;
   private readonly maxConcurrency: number;
   private readonly readonlyRetries: number;
+  /** The transport with the call scope: requests of a client call carry its signal. */
+  private readonly io: Transport;
   /** Shared state of the working VDIs open in this client, by name. */
   private readonly states = new Map<string, VdiCore>();
   /** The last snapshot queued per VDI name (snapshots of one VDI run one at a time). */
@@ -218,13 +228,26 @@ export class SheepdogClient {
 
   constructor(opts: ClientOptions = {}) {
     this.ownsTransport = opts.transport === undefined;
-    this.transport = opts.transport ?? new SheepdogPool(opts);
+    const raw = opts.transport ?? new SheepdogPool(opts);
+    this.transport = raw;
+    // Every request of a client call carries that call's signal (see scoped()).
+    this.io = {
+      request: (req, body, o) => {
+        const signal = callScope.getStore();
+        return raw.request(req, body, signal === undefined || o?.signal !== undefined ? o : { ...o, signal });
+      },
+      get nodes() {
+        return raw.nodes;
+      },
+      close: () => raw.close(),
+      destroy: (e) => raw.destroy(e),
+    };
     this.maxConcurrency = opts.maxConcurrency ?? 16;
     this.readonlyRetries = opts.readonlyRetries ?? 16;
     this.deleteBatch = opts.deleteBatch ?? 128;
     checkBytes(this.maxConcurrency, 'maxConcurrency', { min: 1 });
     checkBytes(this.deleteBatch, 'deleteBatch', { min: 1 });
-    const t = this.transport;
+    const t = this.io;
     this.indexIO = {
       read: (oid, offset, length) => readObject(t, oid, offset, length),
       write: (oid, offset, data) => writeObject(t, oid, offset, data),
@@ -233,8 +256,35 @@ export class SheepdogClient {
 
   // ------------------------------------------------------------ internals
 
+  /**
+   * Run a public call under its `signal` / `timeout`: every request it sends
+   * carries the combined signal; the call rejects with the SDK's TimeoutError
+   * or AbortError.
+   */
+  private scoped<T>(o: CallOptions | undefined, what: string, fn: () => Promise<T>): Promise<T> {
+    const cs = callSignal(o, what);
+    const signal = cs.signal;
+    if (signal === undefined) return fn();
+    if (signal.aborted) {
+      cs.done();
+      return Promise.reject(abortedError(signal, what));
+    }
+    return callScope.run(signal, fn).then(
+      (v) => {
+        cs.done();
+        return v;
+      },
+      (e: unknown) => {
+        cs.done();
+        throw signal.aborted && !(e instanceof SheepdogError && e.code === (signal.reason as SheepdogError)?.code)
+          ? abortedError(signal, what)
+          : e;
+      },
+    );
+  }
+
   private async req(req: Request, body?: Uint8Array, opts?: RequestOptions): Promise<Reply> {
-    return this.transport.request(req, body, opts);
+    return this.io.request(req, body, opts);
   }
 
   /** Send and require SUCCESS (or one of `ok`). */
@@ -272,7 +322,7 @@ export class SheepdogClient {
   }
 
   private async readHeader(vid: number): Promise<InodeHeader> {
-    return decodeInodeHeader(await readObject(this.transport, vidToVdiOid(vid), 0, SD_INODE_HEADER_SIZE));
+    return decodeInodeHeader(await readObject(this.io, vidToVdiOid(vid), 0, SD_INODE_HEADER_SIZE));
   }
 
   private async loadIndex(h: InodeHeader): Promise<VdiIndex> {
@@ -397,66 +447,75 @@ export class SheepdogClient {
   // ---------------------------------------------------------- cluster ops
 
   /** Cluster status, format parameters and members (CLUSTER_INFO + STAT_CLUSTER status). */
-  async clusterInfo(): Promise<ClusterInfoResult> {
-    const r = await this.req(plainRequest(Op.CLUSTER_INFO, { dataLength: CLUSTER_INFO_SIZE }));
-    if (r.header.result !== Result.SUCCESS) throw responseError(r.header.result, 'cluster info', r.node);
-    const ci = decodeClusterInfo(r.body);
-    const st = await this.req(plainRequest(Op.STAT_CLUSTER, { dataLength: 48 }), undefined);
-    const byResult: Record<number, ClusterInfoResult['status']> = {
-      [Result.SUCCESS]: 'running',
-      [Result.WAIT_FOR_FORMAT]: 'waiting-for-format',
-      [Result.WAIT_FOR_JOIN]: 'waiting-for-join',
-      [Result.SHUTDOWN]: 'shutdown',
-      [Result.KILLED]: 'killed',
-    };
-    let status = byResult[st.header.result] ?? 'unknown';
-    if (status === 'unknown') {
-      status =
-        ci.ctime === 0n
-          ? 'waiting-for-format'
-          : ci.status === ClusterStatus.OK
-            ? 'running'
-            : ci.status === ClusterStatus.SHUTDOWN
-              ? 'shutdown'
-              : 'unknown';
-    }
-    return {
-      status,
-      formatted: ci.ctime !== 0n,
-      createdAt: ci.ctime === 0n ? null : new Date(Number(ci.ctime >> 32n) * 1000),
-      epoch: ci.epoch,
-      copies: ci.nrCopies,
-      copyPolicy: ci.copyPolicy,
-      redundancy: redundancyString(ci.nrCopies, ci.copyPolicy),
-      blockSizeShift: ci.blockSizeShift,
-      locking: (ci.flags & ClusterFlag.USE_LOCK) !== 0,
-      flags: ci.flags,
-      store: ci.defaultStore,
-      nodes: ci.nodes.map(addrOf),
-    };
+  async clusterInfo(opts: CallOptions = {}): Promise<ClusterInfoResult> {
+    return this.scoped(opts, 'clusterInfo', async () => {
+      const r = await this.req(plainRequest(Op.CLUSTER_INFO, { dataLength: CLUSTER_INFO_SIZE }));
+      if (r.header.result !== Result.SUCCESS) throw responseError(r.header.result, 'cluster info', r.node);
+      const ci = decodeClusterInfo(r.body);
+      const st = await this.req(plainRequest(Op.STAT_CLUSTER, { dataLength: 48 }), undefined);
+      const byResult: Record<number, ClusterInfoResult['status']> = {
+        [Result.SUCCESS]: 'running',
+        [Result.WAIT_FOR_FORMAT]: 'waiting-for-format',
+        [Result.WAIT_FOR_JOIN]: 'waiting-for-join',
+        [Result.SHUTDOWN]: 'shutdown',
+        [Result.KILLED]: 'killed',
+      };
+      let status = byResult[st.header.result] ?? 'unknown';
+      if (status === 'unknown') {
+        status =
+          ci.ctime === 0n
+            ? 'waiting-for-format'
+            : ci.status === ClusterStatus.OK
+              ? 'running'
+              : ci.status === ClusterStatus.SHUTDOWN
+                ? 'shutdown'
+                : 'unknown';
+      }
+      return {
+        status,
+        formatted: ci.ctime !== 0n,
+        createdAt: ci.ctime === 0n ? null : new Date(Number(ci.ctime >> 32n) * 1000),
+        epoch: ci.epoch,
+        copies: ci.nrCopies,
+        copyPolicy: ci.copyPolicy,
+        redundancy: redundancyString(ci.nrCopies, ci.copyPolicy),
+        blockSizeShift: ci.blockSizeShift,
+        locking: (ci.flags & ClusterFlag.USE_LOCK) !== 0,
+        flags: ci.flags,
+        store: ci.defaultStore,
+        nodes: ci.nodes.map(addrOf),
+      };
+    });
   }
 
   /** The cluster's nodes (GET_NODE_LIST). */
-  async listNodes(): Promise<NodeInfo[]> {
-    const r = await this.call(plainRequest(Op.GET_NODE_LIST, { dataLength: SD_MAX_NODES * SD_NODE_SIZE }), 'node list');
-    const n = r.header.kind === 'node' ? r.header.nrNodes : Math.floor(r.body.length / SD_NODE_SIZE);
-    return decodeNodeList(r.body, Math.min(n, Math.floor(r.body.length / SD_NODE_SIZE))).map(addrOf);
+  async listNodes(opts: CallOptions = {}): Promise<NodeInfo[]> {
+    return this.scoped(opts, 'listNodes', async () => {
+      const r = await this.call(
+        plainRequest(Op.GET_NODE_LIST, { dataLength: SD_MAX_NODES * SD_NODE_SIZE }),
+        'node list',
+      );
+      const n = r.header.kind === 'node' ? r.header.nrNodes : Math.floor(r.body.length / SD_NODE_SIZE);
+      return decodeNodeList(r.body, Math.min(n, Math.floor(r.body.length / SD_NODE_SIZE))).map(addrOf);
+    });
   }
 
   /** Store size and free bytes of every node (STAT_SHEEP sent to each). */
-  async nodeCapacity(): Promise<NodeCapacity[]> {
-    const nodes = await this.listNodes();
-    return Promise.all(
-      nodes.map(async (n) => {
-        const r = await this.call(plainRequest(Op.STAT_SHEEP), `stat of node ${n.address}`, undefined, [], {
-          node: n.address,
-        });
-        const h = r.header;
-        return h.kind === 'node'
-          ? { address: n.address, size: Number(h.storeSize), free: Number(h.storeFree) }
-          : { address: n.address, size: 0, free: 0 };
-      }),
-    );
+  async nodeCapacity(opts: CallOptions = {}): Promise<NodeCapacity[]> {
+    return this.scoped(opts, 'nodeCapacity', async () => {
+      const nodes = await this.listNodes();
+      return Promise.all(
+        nodes.map(async (n) => {
+          const r = await this.call(plainRequest(Op.STAT_SHEEP), `stat of node ${n.address}`, undefined, [], {
+            node: n.address,
+          });
+          const h = r.header;
+          return h.kind === 'node'
+            ? { address: n.address, size: Number(h.storeSize), free: Number(h.storeFree) }
+            : { address: n.address, size: 0, free: 0 };
+        }),
+      );
+    });
   }
 
   // -------------------------------------------------------------- VDI ops
@@ -466,44 +525,46 @@ export class SheepdogClient {
    * volumes past 2^53 - 1 bytes (up to sheep's 16 PiB). The name must not
    * hold control characters.
    */
-  async createVdi(name: string, size: number | bigint, opts: CreateVdiOptions = {}): Promise<VdiInfo> {
-    checkNewVdiName(name);
-    const sz = checkVdiSize(size);
-    const red = opts.copies === undefined ? { copies: 0, copyPolicy: 0 } : parseRedundancy(opts.copies);
-    let bss = opts.blockSizeShift;
-    if (
-      bss !== undefined &&
-      (!Number.isInteger(bss) || bss < SD_MIN_BLOCK_SIZE_SHIFT || bss > SD_MAX_BLOCK_SIZE_SHIFT)
-    ) {
-      throw new InvalidArgumentError(
-        `blockSizeShift must be ${SD_MIN_BLOCK_SIZE_SHIFT}..${SD_MAX_BLOCK_SIZE_SHIFT}, got ${bss}`,
-      );
-    }
-    bss ??= (await this.clusterDefaults()).blockSizeShift;
-    const flatMax = 2 ** bss * SD_INODE_DATA_INDEX;
-    const hyper = opts.hyper === true || sz > BigInt(flatMax);
-    if (hyper) {
-      if (bss !== 22) {
+  async createVdi(name: string, size: number | bigint, opts: CreateVdiOptions & CallOptions = {}): Promise<VdiInfo> {
+    return this.scoped(opts, 'createVdi', async () => {
+      checkNewVdiName(name);
+      const sz = checkVdiSize(size);
+      const red = opts.copies === undefined ? { copies: 0, copyPolicy: 0 } : parseRedundancy(opts.copies);
+      let bss = opts.blockSizeShift;
+      if (
+        bss !== undefined &&
+        (!Number.isInteger(bss) || bss < SD_MIN_BLOCK_SIZE_SHIFT || bss > SD_MAX_BLOCK_SIZE_SHIFT)
+      ) {
         throw new InvalidArgumentError(
-          `a hyper volume (over ${flatMax} bytes at block size shift ${bss}) needs block size shift 22`,
+          `blockSizeShift must be ${SD_MIN_BLOCK_SIZE_SHIFT}..${SD_MAX_BLOCK_SIZE_SHIFT}, got ${bss}`,
         );
       }
-      if (opts.preallocate) throw new InvalidArgumentError('preallocation of hyper volumes is not supported');
-    }
-    const vid = await this.newVdi(
-      name,
-      {
-        vdiSize: sz,
-        copies: red.copies,
-        copyPolicy: red.copyPolicy,
-        storePolicy: hyper ? StorePolicy.HYPER : StorePolicy.FLAT,
-        blockSizeShift: bss,
-      },
-      `create VDI ${name}`,
-    );
-    const header = await this.readHeader(vid);
-    if (opts.preallocate) await this.preallocate(header);
-    return this.info(header, opts.preallocate ? await this.loadIndex(header) : undefined);
+      bss ??= (await this.clusterDefaults()).blockSizeShift;
+      const flatMax = 2 ** bss * SD_INODE_DATA_INDEX;
+      const hyper = opts.hyper === true || sz > BigInt(flatMax);
+      if (hyper) {
+        if (bss !== 22) {
+          throw new InvalidArgumentError(
+            `a hyper volume (over ${flatMax} bytes at block size shift ${bss}) needs block size shift 22`,
+          );
+        }
+        if (opts.preallocate) throw new InvalidArgumentError('preallocation of hyper volumes is not supported');
+      }
+      const vid = await this.newVdi(
+        name,
+        {
+          vdiSize: sz,
+          copies: red.copies,
+          copyPolicy: red.copyPolicy,
+          storePolicy: hyper ? StorePolicy.HYPER : StorePolicy.FLAT,
+          blockSizeShift: bss,
+        },
+        `create VDI ${name}`,
+      );
+      const header = await this.readHeader(vid);
+      if (opts.preallocate) await this.preallocate(header);
+      return this.info(header, opts.preallocate ? await this.loadIndex(header) : undefined);
+    });
   }
 
   private async preallocate(h: InodeHeader): Promise<void> {
@@ -511,7 +572,7 @@ export class SheepdogClient {
     const policy = { copies: h.nrCopies, copyPolicy: h.copyPolicy };
     const idxs = Array.from({ length: n }, (_, i) => i);
     await runBounded(idxs, this.maxConcurrency, async (i) => {
-      const r = await writeObjectResult(this.transport, vidToDataOid(h.vdiId, i), 0, new Uint8Array(0), {
+      const r = await writeObjectResult(this.io, vidToDataOid(h.vdiId, i), 0, new Uint8Array(0), {
         create: true,
         policy,
       });
@@ -522,65 +583,71 @@ export class SheepdogClient {
   }
 
   /** Open a VDI (or one of its snapshots, read-only) for I/O. */
-  async openVdi(name: string, opts: OpenVdiOptions = {}): Promise<Vdi> {
-    checkVdiName(name);
-    const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
-    const lock = opts.lock === true;
-    if (lock && snap !== undefined) throw new InvalidArgumentError('a snapshot cannot be opened with a lock');
-    const vid = await this.lookup(name, snap, lock);
-    try {
-      // Handles of one working VDI share their state (gates, pending index
-      // updates): see lib/vdi/core.ts.
-      const shared = snap === undefined ? this.states.get(name) : undefined;
-      if (shared !== undefined) return new Vdi(shared, { locked: lock });
-      const { header, index } = await this.loadInode(vid);
-      const snapshot = header.snapCtime !== 0n;
-      const st = new VdiCore(this.host(), name, header, index, snapshot);
-      if (!snapshot) {
-        const raced = this.states.get(name);
-        if (raced !== undefined) return new Vdi(raced, { locked: lock });
-        this.states.set(name, st);
+  async openVdi(name: string, opts: OpenVdiOptions & CallOptions = {}): Promise<Vdi> {
+    return this.scoped(opts, 'openVdi', async () => {
+      checkVdiName(name);
+      const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
+      const lock = opts.lock === true;
+      if (lock && snap !== undefined) throw new InvalidArgumentError('a snapshot cannot be opened with a lock');
+      const vid = await this.lookup(name, snap, lock);
+      try {
+        // Handles of one working VDI share their state (gates, pending index
+        // updates): see lib/vdi/core.ts.
+        const shared = snap === undefined ? this.states.get(name) : undefined;
+        if (shared !== undefined) return new Vdi(shared, { locked: lock });
+        const { header, index } = await this.loadInode(vid);
+        const snapshot = header.snapCtime !== 0n;
+        const st = new VdiCore(this.host(), name, header, index, snapshot);
+        if (!snapshot) {
+          const raced = this.states.get(name);
+          if (raced !== undefined) return new Vdi(raced, { locked: lock });
+          this.states.set(name, st);
+        }
+        return new Vdi(st, { locked: lock });
+      } catch (e) {
+        if (lock) await this.release(vid, LockType.NORMAL).catch(() => {});
+        throw e;
       }
-      return new Vdi(st, { locked: lock });
-    } catch (e) {
-      if (lock) await this.release(vid, LockType.NORMAL).catch(() => {});
-      throw e;
-    }
+    });
   }
 
   /** Information about a VDI (or a snapshot of it). */
-  async getVdi(name: string, opts: { snapshot?: SnapshotRef } = {}): Promise<VdiInfo> {
-    checkVdiName(name);
-    const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
-    const { header, index } = await this.loadInode(await this.lookup(name, snap));
-    return this.info(header, index);
+  async getVdi(name: string, opts: { snapshot?: SnapshotRef } & CallOptions = {}): Promise<VdiInfo> {
+    return this.scoped(opts, 'getVdi', async () => {
+      checkVdiName(name);
+      const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
+      const { header, index } = await this.loadInode(await this.lookup(name, snap));
+      return this.info(header, index);
+    });
   }
 
   /** Every VDI and snapshot, like `dog vdi list` (READ_VDIS + inode headers). */
-  async listVdis(): Promise<VdiInfo[]> {
-    const inuse = await this.call(plainRequest(Op.READ_VDIS, { dataLength: VDI_BITMAP_SIZE }), 'read VDI bitmap');
-    const del = await this.req(plainRequest(Op.READ_DEL_VDIS, { dataLength: VDI_BITMAP_SIZE }));
-    const deleted = del.header.result === Result.SUCCESS ? del.body : new Uint8Array(0);
-    const vids = [...bitmapSetBits(inuse.body, SD_NR_VDIS)].filter(
-      (v) => v !== 0 && !(deleted.length && bitmapTest(deleted, v)),
-    );
-    const out: (VdiInfo | undefined)[] = new Array(vids.length);
-    await runBounded(
-      vids.map((v, i) => [v, i] as const),
-      this.maxConcurrency,
-      async ([vid, i]) => {
-        let h: InodeHeader;
-        try {
-          h = await this.readHeader(vid);
-        } catch (e) {
-          if (e instanceof NoObjError) return; // vid reserved, inode gone
-          throw e;
-        }
-        if (h.name === '') return; // deleted
-        out[i] = this.info(h, await this.loadIndex(h));
-      },
-    );
-    return out.filter((x): x is VdiInfo => x !== undefined);
+  async listVdis(opts: CallOptions = {}): Promise<VdiInfo[]> {
+    return this.scoped(opts, 'listVdis', async () => {
+      const inuse = await this.call(plainRequest(Op.READ_VDIS, { dataLength: VDI_BITMAP_SIZE }), 'read VDI bitmap');
+      const del = await this.req(plainRequest(Op.READ_DEL_VDIS, { dataLength: VDI_BITMAP_SIZE }));
+      const deleted = del.header.result === Result.SUCCESS ? del.body : new Uint8Array(0);
+      const vids = [...bitmapSetBits(inuse.body, SD_NR_VDIS)].filter(
+        (v) => v !== 0 && !(deleted.length && bitmapTest(deleted, v)),
+      );
+      const out: (VdiInfo | undefined)[] = new Array(vids.length);
+      await runBounded(
+        vids.map((v, i) => [v, i] as const),
+        this.maxConcurrency,
+        async ([vid, i]) => {
+          let h: InodeHeader;
+          try {
+            h = await this.readHeader(vid);
+          } catch (e) {
+            if (e instanceof NoObjError) return; // vid reserved, inode gone
+            throw e;
+          }
+          if (h.name === '') return; // deleted
+          out[i] = this.info(h, await this.loadIndex(h));
+        },
+      );
+      return out.filter((x): x is VdiInfo => x !== undefined);
+    });
   }
 
   /**
@@ -588,23 +655,25 @@ export class SheepdogClient {
    * then NEW_VDI(snapid=1) turns it into the snapshot and makes a new working
    * VDI. Open handles keep working (their writes get READONLY and move on).
    */
-  async snapshotVdi(name: string, tag: string): Promise<SnapshotResult> {
-    checkVdiName(name);
-    checkNewTag(tag);
-    // The tag write and NEW_VDI are two steps: two snapshots of one VDI
-    // interleaved would lose a tag (sheepdog issue #330). This client runs
-    // them one at a time per VDI; other clients can still interleave.
-    const prev = this.snapshotting.get(name) ?? Promise.resolve();
-    const run = prev.then(() => this.snapshotOnce(name, tag));
-    const tail = run.then(
-      () => {},
-      () => {},
-    );
-    this.snapshotting.set(name, tail);
-    void tail.then(() => {
-      if (this.snapshotting.get(name) === tail) this.snapshotting.delete(name);
+  async snapshotVdi(name: string, tag: string, opts: CallOptions = {}): Promise<SnapshotResult> {
+    return this.scoped(opts, 'snapshotVdi', async () => {
+      checkVdiName(name);
+      checkNewTag(tag);
+      // The tag write and NEW_VDI are two steps: two snapshots of one VDI
+      // interleaved would lose a tag (sheepdog issue #330). This client runs
+      // them one at a time per VDI; other clients can still interleave.
+      const prev = this.snapshotting.get(name) ?? Promise.resolve();
+      const run = prev.then(() => this.snapshotOnce(name, tag));
+      const tail = run.then(
+        () => {},
+        () => {},
+      );
+      this.snapshotting.set(name, tail);
+      void tail.then(() => {
+        if (this.snapshotting.get(name) === tail) this.snapshotting.delete(name);
+      });
+      return run;
     });
-    return run;
   }
 
   private async snapshotOnce(name: string, tag: string): Promise<SnapshotResult> {
@@ -621,7 +690,7 @@ export class SheepdogClient {
     }
     const tagBuf = Buffer.alloc(256);
     tagBuf.write(tag, 'utf8');
-    await writeObject(this.transport, vidToVdiOid(vid), INODE_OFF.tag, tagBuf);
+    await writeObject(this.io, vidToVdiOid(vid), INODE_OFF.tag, tagBuf);
     const newVid = await this.newVdi(
       name,
       {
@@ -649,11 +718,13 @@ export class SheepdogClient {
   }
 
   /** Clone a snapshot into a new VDI that shares its objects until written (copy-on-write). */
-  async cloneVdi(name: string, snapshot: SnapshotRef, target: string): Promise<VdiInfo> {
-    checkVdiName(name);
-    checkNewVdiName(target, 'target VDI name');
-    const h = await this.snapshotHeader(name, snapshot);
-    return this.newVdiFrom(target, h, `clone ${name} (${String(snapshot)}) to ${target}`);
+  async cloneVdi(name: string, snapshot: SnapshotRef, target: string, opts: CallOptions = {}): Promise<VdiInfo> {
+    return this.scoped(opts, 'cloneVdi', async () => {
+      checkVdiName(name);
+      checkNewVdiName(target, 'target VDI name');
+      const h = await this.snapshotHeader(name, snapshot);
+      return this.newVdiFrom(target, h, `clone ${name} (${String(snapshot)}) to ${target}`);
+    });
   }
 
   /** NEW_VDI of a working VDI based on snapshot `h` (same size and policy), then its info. */
@@ -675,33 +746,39 @@ export class SheepdogClient {
   }
 
   /** Roll a VDI back to a snapshot: the working VDI is deleted and re-made from the snapshot. */
-  async rollbackVdi(name: string, snapshot: SnapshotRef, opts: { force?: boolean } = {}): Promise<VdiInfo> {
-    checkVdiName(name);
-    const h = await this.snapshotHeader(name, snapshot);
-    // Refused while open here or locked (VdiInUseError), as deleteVdi: a
-    // handle left open would write into the deleted working VDI.
-    await this.deleteVdi(name, opts.force ? { force: true } : {});
-    return this.newVdiFrom(name, h, `rollback VDI ${name}`);
+  async rollbackVdi(
+    name: string,
+    snapshot: SnapshotRef,
+    opts: { force?: boolean } & CallOptions = {},
+  ): Promise<VdiInfo> {
+    return this.scoped(opts, 'rollbackVdi', async () => {
+      checkVdiName(name);
+      const h = await this.snapshotHeader(name, snapshot);
+      // Refused while open here or locked (VdiInUseError), as deleteVdi: a
+      // handle left open would write into the deleted working VDI.
+      await this.deleteVdi(name, opts.force ? { force: true } : {});
+      return this.newVdiFrom(name, h, `rollback VDI ${name}`);
+    });
   }
 
   /** Grow a VDI (`newSize` a safe integer or a bigint). Shrinking is refused (InvalidArgumentError). */
-  async resizeVdi(name: string, newSize: number | bigint): Promise<void> {
-    checkVdiName(name);
-    const size = checkVdiSize(newSize);
-    const vid = await this.lookup(name);
-    const h = await this.readHeader(vid);
-    const cur = h.vdiSize;
-    if (size < cur)
-      throw new InvalidArgumentError(`shrinking VDI ${name} from ${cur} to ${size} bytes is not supported`);
-    const max =
-      h.storePolicy === StorePolicy.HYPER
-        ? SD_MAX_VDI_SIZE
-        : BigInt(2 ** h.blockSizeShift * SD_INODE_DATA_INDEX);
-    if (size > max) throw new InvalidArgumentError(`VDI ${name} cannot grow past ${max} bytes`);
-    if (size === cur) return;
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(size);
-    await writeObject(this.transport, vidToVdiOid(vid), INODE_OFF.vdiSize, b);
+  async resizeVdi(name: string, newSize: number | bigint, opts: CallOptions = {}): Promise<void> {
+    return this.scoped(opts, 'resizeVdi', async () => {
+      checkVdiName(name);
+      const size = checkVdiSize(newSize);
+      const vid = await this.lookup(name);
+      const h = await this.readHeader(vid);
+      const cur = h.vdiSize;
+      if (size < cur)
+        throw new InvalidArgumentError(`shrinking VDI ${name} from ${cur} to ${size} bytes is not supported`);
+      const max =
+        h.storePolicy === StorePolicy.HYPER ? SD_MAX_VDI_SIZE : BigInt(2 ** h.blockSizeShift * SD_INODE_DATA_INDEX);
+      if (size > max) throw new InvalidArgumentError(`VDI ${name} cannot grow past ${max} bytes`);
+      if (size === cur) return;
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(size);
+      await writeObject(this.io, vidToVdiOid(vid), INODE_OFF.vdiSize, b);
+    });
   }
 
   /**
@@ -710,46 +787,48 @@ export class SheepdogClient {
    * intact and sheep walks it itself (zeroing it, as dog 1.0 does, leaves
    * depth 0 and makes sheep panic).
    */
-  async deleteVdi(name: string, opts: DeleteVdiOptions = {}): Promise<void> {
-    checkVdiName(name);
-    const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
-    const vid = await this.lookup(name, snap);
-    if (snap === undefined && !opts.force) await this.checkNotInUse(name, vid);
-    // Sheep answers SUCCESS to a DEL_VDI that found objects still indexed
-    // (a writer created some after the index was zeroed) and keeps the VDI:
-    // the outcome is checked, and the index zeroed again, a bounded number
-    // of rounds.
-    for (let round = 0; ; round++) {
-      const h = await this.readHeader(vid);
-      if (h.storePolicy !== StorePolicy.HYPER) await this.zeroIndex(h);
-      const tag = typeof snap === 'string' ? snap : '';
-      const snapid = typeof snap === 'number' ? snap : 0;
-      try {
-        await this.call(
-          vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: NAME_TAG_BODY, snapid }),
-          `delete VDI ${name}`,
-          encodeVdiNameBody(name, tag),
-          [],
-          { idempotent: false },
-        );
-      } catch (e) {
-        if (!(e instanceof OutcomeUnknownError)) throw e;
-        // Reconciled below: gone means it happened.
+  async deleteVdi(name: string, opts: DeleteVdiOptions & CallOptions = {}): Promise<void> {
+    return this.scoped(opts, 'deleteVdi', async () => {
+      checkVdiName(name);
+      const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
+      const vid = await this.lookup(name, snap);
+      if (snap === undefined && !opts.force) await this.checkNotInUse(name, vid);
+      // Sheep answers SUCCESS to a DEL_VDI that found objects still indexed
+      // (a writer created some after the index was zeroed) and keeps the VDI:
+      // the outcome is checked, and the index zeroed again, a bounded number
+      // of rounds.
+      for (let round = 0; ; round++) {
+        const h = await this.readHeader(vid);
+        if (h.storePolicy !== StorePolicy.HYPER) await this.zeroIndex(h);
+        const tag = typeof snap === 'string' ? snap : '';
+        const snapid = typeof snap === 'number' ? snap : 0;
+        try {
+          await this.call(
+            vdiRequest(Op.DEL_VDI, { flags: Flag.CMD_WRITE, dataLength: NAME_TAG_BODY, snapid }),
+            `delete VDI ${name}`,
+            encodeVdiNameBody(name, tag),
+            [],
+            { idempotent: false },
+          );
+        } catch (e) {
+          if (!(e instanceof OutcomeUnknownError)) throw e;
+          // Reconciled below: gone means it happened.
+        }
+        try {
+          if ((await this.lookup(name, snap)) !== vid) return;
+        } catch (e) {
+          if (e instanceof NoVdiError || e instanceof NoTagError) return;
+          throw e;
+        }
+        if (round >= DELETE_ROUNDS) {
+          throw new VdiInUseError(
+            `VDI ${name} is still there after ${round + 1} deletes: a writer keeps allocating objects in it`,
+            name,
+            'open',
+          );
+        }
       }
-      try {
-        if ((await this.lookup(name, snap)) !== vid) return;
-      } catch (e) {
-        if (e instanceof NoVdiError || e instanceof NoTagError) return;
-        throw e;
-      }
-      if (round >= DELETE_ROUNDS) {
-        throw new VdiInUseError(
-          `VDI ${name} is still there after ${round + 1} deletes: a writer keeps allocating objects in it`,
-          name,
-          'open',
-        );
-      }
-    }
+    });
   }
 
   /** Zero every slot of a flat index, in runs of at most deleteBatch (the gateway reclaims the objects). */
@@ -769,7 +848,7 @@ export class SheepdogClient {
     }
     const zeros = new Uint8Array(4 * this.deleteBatch);
     await runBounded(runs, this.maxConcurrency, async ([start, n]) => {
-      await writeObject(this.transport, oid, dataVdiIdOffset(start), zeros.subarray(0, 4 * n));
+      await writeObject(this.io, oid, dataVdiIdOffset(start), zeros.subarray(0, 4 * n));
     });
   }
 
@@ -844,45 +923,64 @@ export class SheepdogClient {
     name: string,
     key: string,
     value: string | Uint8Array,
-    opts: { exclusive?: boolean; snapshot?: SnapshotRef } = {},
+    opts: { exclusive?: boolean; snapshot?: SnapshotRef } & CallOptions = {},
   ): Promise<void> {
-    const v = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
-    if (v.length > 65536) throw new InvalidArgumentError(`attribute value is ${v.length} bytes; at most 65536`);
-    await this.vdiMustExist(name, opts.snapshot);
-    await this.attrOp(
-      name,
-      key,
-      Flag.CMD_CREAT | (opts.exclusive ? Flag.CMD_EXCL : 0),
-      v,
-      opts.snapshot,
-      `set attribute ${key} of ${name}`,
-    );
+    return this.scoped(opts, 'setVdiAttr', async () => {
+      const v = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+      if (v.length > 65536) throw new InvalidArgumentError(`attribute value is ${v.length} bytes; at most 65536`);
+      await this.vdiMustExist(name, opts.snapshot);
+      await this.attrOp(
+        name,
+        key,
+        Flag.CMD_CREAT | (opts.exclusive ? Flag.CMD_EXCL : 0),
+        v,
+        opts.snapshot,
+        `set attribute ${key} of ${name}`,
+      );
+    });
   }
 
   /** An attribute's value as a Buffer; NoObjError if the key is not set. */
-  async getVdiAttrBuffer(name: string, key: string, opts: { snapshot?: SnapshotRef } = {}): Promise<Buffer> {
-    await this.vdiMustExist(name, opts.snapshot);
-    const { vdiId, attrId } = await this.attrOp(
-      name,
-      key,
-      0,
-      new Uint8Array(0),
-      opts.snapshot,
-      `get attribute ${key} of ${name}`,
-    );
-    const b = await readObject(this.transport, vidToAttrOid(vdiId, attrId), 0, SD_ATTR_OBJ_SIZE);
-    return Buffer.from(decodeVdiAttr(b).value);
+  async getVdiAttrBuffer(
+    name: string,
+    key: string,
+    opts: { snapshot?: SnapshotRef } & CallOptions = {},
+  ): Promise<Buffer> {
+    return this.scoped(opts, 'getVdiAttrBuffer', async () => {
+      await this.vdiMustExist(name, opts.snapshot);
+      const { vdiId, attrId } = await this.attrOp(
+        name,
+        key,
+        0,
+        new Uint8Array(0),
+        opts.snapshot,
+        `get attribute ${key} of ${name}`,
+      );
+      const b = await readObject(this.io, vidToAttrOid(vdiId, attrId), 0, SD_ATTR_OBJ_SIZE);
+      return Buffer.from(decodeVdiAttr(b).value);
+    });
   }
 
   /** An attribute's value as UTF-8 text; NoObjError if the key is not set. */
-  async getVdiAttr(name: string, key: string, opts: { snapshot?: SnapshotRef } = {}): Promise<string> {
-    return (await this.getVdiAttrBuffer(name, key, opts)).toString('utf8');
+  async getVdiAttr(name: string, key: string, opts: { snapshot?: SnapshotRef } & CallOptions = {}): Promise<string> {
+    return this.scoped(opts, 'getVdiAttr', async () => {
+      return (await this.getVdiAttrBuffer(name, key, opts)).toString('utf8');
+    });
   }
 
   /** Delete an attribute; NoObjError if it is not set. */
-  async deleteVdiAttr(name: string, key: string, opts: { snapshot?: SnapshotRef } = {}): Promise<void> {
-    await this.vdiMustExist(name, opts.snapshot);
-    await this.attrOp(name, key, Flag.CMD_DEL, new Uint8Array(0), opts.snapshot, `delete attribute ${key} of ${name}`);
+  async deleteVdiAttr(name: string, key: string, opts: { snapshot?: SnapshotRef } & CallOptions = {}): Promise<void> {
+    return this.scoped(opts, 'deleteVdiAttr', async () => {
+      await this.vdiMustExist(name, opts.snapshot);
+      await this.attrOp(
+        name,
+        key,
+        Flag.CMD_DEL,
+        new Uint8Array(0),
+        opts.snapshot,
+        `delete attribute ${key} of ${name}`,
+      );
+    });
   }
 
   /** Attributes are keyed by the name hash, so sheep does not check the VDI: we do. */
@@ -903,38 +1001,42 @@ export class SheepdogClient {
   }
 
   /** VDIs whose lock is held (GET_VDI_COPIES), with the owning gateway node(s). */
-  async listLocks(): Promise<LockInfo[]> {
-    const states = (await this.vdiStates()).filter(
-      (s) => s.lockState === LockState.LOCKED || s.lockState === LockState.SHARED,
-    );
-    const out: LockInfo[] = [];
-    for (const s of states) {
-      let h: InodeHeader | undefined;
-      try {
-        h = await this.readHeader(s.vid);
-      } catch (e) {
-        if (!(e instanceof SheepdogResponseError)) throw e;
+  async listLocks(opts: CallOptions = {}): Promise<LockInfo[]> {
+    return this.scoped(opts, 'listLocks', async () => {
+      const states = (await this.vdiStates()).filter(
+        (s) => s.lockState === LockState.LOCKED || s.lockState === LockState.SHARED,
+      );
+      const out: LockInfo[] = [];
+      for (const s of states) {
+        let h: InodeHeader | undefined;
+        try {
+          h = await this.readHeader(s.vid);
+        } catch (e) {
+          if (!(e instanceof SheepdogResponseError)) throw e;
+        }
+        const fmt = (n: { addr: string; port: number }): string => formatAddress(n.addr, n.port);
+        out.push({
+          name: h?.name ?? '',
+          vdiId: s.vid,
+          tag: h?.tag ?? '',
+          snapId: h?.snapId ?? 0,
+          state: s.lockState === LockState.SHARED ? 'shared' : 'locked',
+          owners: s.lockState === LockState.SHARED ? s.participants.map(fmt) : [fmt(s.lockOwner)],
+        });
       }
-      const fmt = (n: { addr: string; port: number }): string => formatAddress(n.addr, n.port);
-      out.push({
-        name: h?.name ?? '',
-        vdiId: s.vid,
-        tag: h?.tag ?? '',
-        snapId: h?.snapId ?? 0,
-        state: s.lockState === LockState.SHARED ? 'shared' : 'locked',
-        owners: s.lockState === LockState.SHARED ? s.participants.map(fmt) : [fmt(s.lockOwner)],
-      });
-    }
-    return out;
+      return out;
+    });
   }
 
   /** Force-release a VDI's lock (dog vdi lock unlock), whoever holds it. */
-  async unlockVdi(name: string, opts: { snapshot?: SnapshotRef } = {}): Promise<void> {
-    checkVdiName(name);
-    const vid = await this.lookup(name, opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot));
-    const st = (await this.vdiStates()).find((s) => s.vid === vid);
-    if (!st || st.lockState === LockState.UNLOCKED) return;
-    await this.release(vid, st.lockState === LockState.SHARED ? LockType.SHARED : LockType.NORMAL);
+  async unlockVdi(name: string, opts: { snapshot?: SnapshotRef } & CallOptions = {}): Promise<void> {
+    return this.scoped(opts, 'unlockVdi', async () => {
+      checkVdiName(name);
+      const vid = await this.lookup(name, opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot));
+      const st = (await this.vdiStates()).find((s) => s.vid === vid);
+      if (!st || st.lockState === LockState.UNLOCKED) return;
+      await this.release(vid, st.lockState === LockState.SHARED ? LockType.SHARED : LockType.NORMAL);
+    });
   }
 
   /** Close the pool (when this client made it): waits for requests in flight. */
