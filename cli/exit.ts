@@ -115,7 +115,7 @@ export function errorText(e: unknown, gateways: readonly string[] = []): string 
     }
     return `${e.message} (${e.resultName})`;
   }
-  if (e instanceof ConnectionError && e.reason === 'no-node') {
+  if (e instanceof ConnectionError && (e.reason === 'no-node' || (e.reason === 'connect' && !e.sent))) {
     // The pool names every node and its error; when they all failed alike, say it once.
     const codes = [...new Set(e.message.match(/\bE[A-Z]{3,}\b|timed out/g) ?? [])];
     if (gateways.length > 0 && codes.length === 1)
