@@ -76,10 +76,35 @@ export interface NbdServerOptions {
 
 export type NbdAddress = { host: string; port: number } | { path: string };
 
+/** Counters of a server (for tests and monitoring). */
+export interface NbdServerStats {
+  /** Requests received (decoded) since the start. */
+  requests: number;
+  /** Requests running or whose reply is being written. */
+  inFlightRequests: number;
+  /** Bytes those requests hold (payloads, replies being built), over every connection. */
+  inFlightBytes: number;
+  /** The most `inFlightBytes` ever was. */
+  peakInFlightBytes: number;
+  /** Times a connection stopped reading its socket because a cap on bytes in flight was reached. */
+  pauses: number;
+}
+
 export interface NbdServer {
   readonly address: NbdAddress;
   /** Open connections. */
   readonly connections: number;
+  /** The names served now (`'all'` for a server of every VDI). */
+  readonly exports: readonly string[] | 'all';
+  readonly stats: Readonly<NbdServerStats>;
+  /** Serve one more export (a no-op if served already, or on an `'all'` server). */
+  addExport(name: string): void;
+  /**
+   * Stop serving an export: new clients cannot open it, and its open
+   * connections are drained (requests in flight answered) and closed.
+   * On an `'all'` server only the connections are closed.
+   */
+  removeExport(name: string): Promise<void>;
   /** The nbd:// (or nbd+unix://) URI of an export. */
   uri(exportName: string): string;
   /** Stop accepting, let requests in flight finish and their replies go out, close every connection and handle. */
@@ -110,7 +135,7 @@ export function nbdErrno(e: unknown): number {
   return Errno.EIO;
 }
 
-interface Budget {
+interface Budget extends NbdServerStats {
   bytes: number;
 }
 
@@ -124,7 +149,14 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   const ownsClient = opts.client === undefined;
   const client = opts.client ?? new SheepdogClient({ nodes: [...(opts.nodes ?? [])] });
   const conns = new Set<NbdConnection>();
-  const budget: Budget = { bytes: 0 };
+  const budget: Budget = {
+    bytes: 0,
+    requests: 0,
+    inFlightRequests: 0,
+    inFlightBytes: 0,
+    peakInFlightBytes: 0,
+    pauses: 0,
+  };
   const cfg: ServerConfig = {
     client,
     exports: opts.exports === 'all' ? 'all' : [...opts.exports],
@@ -161,6 +193,21 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     address,
     get connections() {
       return conns.size;
+    },
+    get exports() {
+      return cfg.exports === 'all' ? 'all' : [...cfg.exports];
+    },
+    get stats() {
+      const { requests, inFlightRequests, peakInFlightBytes, pauses } = budget;
+      return { requests, inFlightRequests, inFlightBytes: budget.bytes, peakInFlightBytes, pauses };
+    },
+    addExport(name: string) {
+      if (typeof name !== 'string') throw new InvalidArgumentError('export name must be a string');
+      if (cfg.exports !== 'all' && !cfg.exports.includes(name)) cfg.exports.push(name);
+    },
+    async removeExport(name: string) {
+      if (cfg.exports !== 'all') cfg.exports = cfg.exports.filter((n) => n !== name);
+      await Promise.all([...conns].filter((c) => c.exportName === name).map((c) => c.shutdown()));
     },
     uri(exportName: string) {
       const e = encodeURIComponent(exportName);
@@ -236,6 +283,11 @@ class NbdConnection {
     socket.write(encodeGreeting(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES));
   }
 
+  /** The export this connection is in transmission with. */
+  get exportName(): string | undefined {
+    return this.exp?.name;
+  }
+
   /** Server close: stop reading, let requests in flight answer, then end. */
   async shutdown(): Promise<void> {
     this.stopReading();
@@ -286,6 +338,7 @@ class NbdConnection {
         this.cfg.budget.bytes >= this.cfg.maxServerInFlightBytes);
     if ((over || this.stopping) && !this.paused) {
       this.paused = true;
+      if (over && !this.stopping) this.cfg.budget.pauses++;
       this.socket.pause();
     } else if (!over && !this.stopping && this.paused) {
       this.paused = false;
@@ -509,16 +562,21 @@ class NbdConnection {
       return;
     }
     const cost = 64 + (r.type === Cmd.READ || r.type === Cmd.WRITE ? Math.min(r.length, this.cfg.maxPayload) : 0);
+    const b = this.cfg.budget;
     this.inflight++;
     this.inflightBytes += cost;
-    this.cfg.budget.bytes += cost;
+    b.bytes += cost;
+    b.requests++;
+    b.inFlightRequests++;
+    if (b.bytes > b.peakInFlightBytes) b.peakInFlightBytes = b.bytes;
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
       this.inflight--;
       this.inflightBytes -= cost;
-      this.cfg.budget.bytes -= cost;
+      b.bytes -= cost;
+      b.inFlightRequests--;
       if (this.inflight === 0) {
         const idle = this.idle;
         this.idle = undefined;
@@ -624,23 +682,15 @@ class NbdConnection {
     }
   }
 
-  /** Object index → owning vid, for the objects of [offset, offset+length). */
-  private owners(vdi: Vdi): Map<number, number> {
-    const m = new Map<number, number>();
-    for (const [idx, vid] of vdi.allocation()) m.set(idx, vid);
-    return m;
-  }
-
   /** [offset, length, allocated, ownerVid] runs of whole-object granularity, clipped to the range. */
   private runs(vdi: Vdi, offset: number, length: number): { off: number; len: number; owner: number }[] {
     const os = vdi.objectSize;
-    const owners = this.owners(vdi);
     const out: { off: number; len: number; owner: number }[] = [];
     const end = offset + length;
     for (let off = offset; off < end;) {
       const idx = Math.floor(off / os);
       const next = Math.min(end, (idx + 1) * os);
-      const owner = owners.get(idx) ?? 0;
+      const owner = vdi.objectOwner(idx); // one index lookup per object of the request
       const last = out.at(-1);
       if (last && last.owner === owner) last.len += next - off;
       else out.push({ off, len: next - off, owner });

@@ -312,6 +312,11 @@ export class Vdi {
     yield* this.state.index.entries();
   }
 
+  /** The vid owning object `idx` (its own vid, a parent snapshot's, or 0 for a hole): one index lookup. */
+  objectOwner(idx: number): number {
+    return this.state.index.get(idx);
+  }
+
   /** Byte ranges that hold data (allocated objects), clipped to the VDI size. */
   allocatedRanges(): { offset: number; length: number }[] {
     const out: { offset: number; length: number }[] = [];

@@ -1,0 +1,120 @@
+/** `sheepdog nbd serve`: serve VDIs and snapshots over NBD in the foreground, until Ctrl-C / SIGTERM. */
+import { NoTagError, NoVdiError } from '../../lib/errors.js';
+import { type NbdListen, parseExportRef, startNbdServer } from '../../lib/nbd/server.js';
+import { parseAddress } from '../../lib/util/address.js';
+import { UsageError } from '../exit.js';
+import { toJson } from '../format.js';
+import { type CommandSpec, bool, str } from '../spec.js';
+
+/** The default NBD port (IANA: nbd 10809). */
+export const NBD_PORT = 10809;
+
+function listenOpt(listen: string | undefined, socket: string | undefined): NbdListen {
+  if (listen !== undefined && socket !== undefined) throw new UsageError('give one of --listen and --socket');
+  if (socket !== undefined) {
+    if (socket === '') throw new UsageError('--socket needs a path');
+    return { path: socket };
+  }
+  if (listen === undefined) return { host: '127.0.0.1', port: NBD_PORT };
+  // parseAddress refuses port 0; an ephemeral port is useful here (tests, scripts reading the URI).
+  const zero = /^(.*):0$/.exec(listen);
+  try {
+    if (zero) return { host: parseAddress(`${zero[1] ?? ''}:1`).host, port: 0 };
+    const a = parseAddress(listen, NBD_PORT);
+    return { host: a.host, port: a.port };
+  } catch (e) {
+    throw new UsageError(`--listen must be HOST:PORT, got ${JSON.stringify(listen)}: ${(e as Error).message}`);
+  }
+}
+
+export const nbdServe: CommandSpec = {
+  path: ['nbd', 'serve'],
+  args: '[NAME[@TAG]...]',
+  summary: 'serve VDIs and snapshots over NBD in the foreground (Ctrl-C stops it)',
+  description:
+    'Each NAME is a VDI (read-write unless --read-only), NAME@TAG or NAME@ID a snapshot (always read-only); ' +
+    'the first is also the default export (empty name). --all serves any VDI or snapshot, looked up when a ' +
+    `client connects. Listens on 127.0.0.1:${NBD_PORT} unless --listen or --socket is given (port 0: an ` +
+    'ephemeral port). The nbd:// URI of every export is printed on stdout once the server listens ' +
+    '(with --all, the server URI too). SIGINT / SIGTERM answer the requests in flight, close, and exit 0.',
+  options: {
+    listen: { type: 'string', arg: 'HOST:PORT', help: `address to listen on (default 127.0.0.1:${NBD_PORT})` },
+    socket: { type: 'string', arg: 'PATH', help: 'listen on a Unix socket instead' },
+    'read-only': { type: 'boolean', short: 'r', help: 'serve every export read-only' },
+    all: { type: 'boolean', help: 'serve any VDI or snapshot of the cluster (NBD_OPT_LIST lists them)' },
+  },
+  min: 0,
+  max: Infinity,
+  json: true,
+  examples: [
+    'sheepdog nbd serve vol',
+    'sheepdog -a 10.0.0.1:7000 nbd serve --listen 0.0.0.0:10809 vol vol@base',
+    'sheepdog nbd serve --all --read-only --socket /run/sheepdog-nbd.sock',
+    'qemu-img info nbd://127.0.0.1:10809/vol',
+  ],
+  async run(ctx, pos, opts) {
+    const all = bool(opts, 'all');
+    if (pos.length === 0 && !all) throw new UsageError('give the exports (NAME or NAME@TAG) or --all');
+    const listen = listenOpt(str(opts, 'listen'), str(opts, 'socket'));
+    const readOnly = bool(opts, 'read-only');
+    const client = ctx.client();
+    // A misspelt export fails now, not when the first client asks for it.
+    for (const name of pos) {
+      const ref = parseExportRef(name);
+      try {
+        await client.getVdi(ref.vdi, ref.snapshot === undefined ? {} : { snapshot: ref.snapshot });
+      } catch (e) {
+        const what = `export ${JSON.stringify(name)}`;
+        if (e instanceof NoVdiError) throw new NoVdiError(what, e.node, { cause: e });
+        if (e instanceof NoTagError) throw new NoTagError(what, e.node, { cause: e });
+        throw e;
+      }
+    }
+    const server = await startNbdServer({ client, exports: all ? 'all' : pos, listen, readOnly });
+
+    const ac = new AbortController();
+    let why = '';
+    const onSignal = (sig: NodeJS.Signals): void => {
+      why = `${sig}: `;
+      ac.abort();
+    };
+    const outer = ctx.io.signal;
+    const onOuter = (): void => ac.abort();
+    if (outer) {
+      if (outer.aborted) ac.abort();
+      else outer.addEventListener('abort', onOuter, { once: true });
+    } else {
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    }
+    try {
+      const uris = pos.map((name) => server.uri(name));
+      const base = server.uri('').replace(/\/$/, '');
+      if (all) uris.push(base);
+      if (ctx.json) {
+        ctx.out(
+          toJson({
+            address: server.address,
+            all,
+            readOnly,
+            exports: pos.map((name) => ({ name, uri: server.uri(name) })),
+            ...(all ? { uri: base } : {}),
+          }),
+        );
+      } else ctx.out(`${uris.join('\n')}\n`);
+      ctx.note(
+        `sheepdog: serving ${all ? 'every VDI and snapshot' : `${pos.length} export${pos.length === 1 ? '' : 's'}`}` +
+          ` over NBD${readOnly ? ' (read-only)' : ''}; try: nbdinfo ${uris[0] ?? base}; Ctrl-C stops`,
+      );
+      ctx.io.onListening?.(uris);
+      if (!ac.signal.aborted) await new Promise((r) => ac.signal.addEventListener('abort', r, { once: true }));
+      ctx.note(`sheepdog: ${why}stopping (${server.connections} connection${server.connections === 1 ? '' : 's'})`);
+    } finally {
+      outer?.removeEventListener('abort', onOuter);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await server.close();
+    }
+    return 0;
+  },
+};
