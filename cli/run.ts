@@ -33,6 +33,14 @@ const GLOBAL: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', help: 'show help' },
 };
 
+/** dog's `-p PORT`: the port of `-a HOST` addresses that name none (alone: 127.0.0.1:PORT). Not on local commands (`serve -p`). */
+const PORT: OptionSpec = {
+  type: 'string',
+  short: 'p',
+  arg: 'PORT',
+  help: "port for -a hosts given without one, as dog's -a HOST -p PORT (alone: 127.0.0.1:PORT)",
+};
+
 function processIO(): CliIO {
   return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
 }
@@ -79,6 +87,7 @@ function commandHelp(c: CommandSpec): string {
   if (c.json) opts['json'] = GLOBAL['json'] as OptionSpec;
   if (!c.local) {
     opts['address'] = GLOBAL['address'] as OptionSpec;
+    opts['port'] = PORT;
     opts['timeout'] = GLOBAL['timeout'] as OptionSpec;
   }
   opts['help'] = GLOBAL['help'] as OptionSpec;
@@ -110,7 +119,7 @@ function topHelp(): string {
     ...commandList(commandTable),
     '',
     'Global options:',
-    ...optLines({ ...GLOBAL, version: { type: 'boolean', short: 'V', help: 'print the version' } }),
+    ...optLines({ ...GLOBAL, port: PORT, version: { type: 'boolean', short: 'V', help: 'print the version' } }),
     '',
     'Sizes, offsets and lengths take K, M, G, T, P suffixes (powers of 1024).',
     'Snapshots: -s TAG|ID (all digits: an id), --tag TAG, --id ID.',
@@ -197,15 +206,27 @@ function parse(
 
 function nodesFrom(values: OptionValues[], env: CliIO['env']): string[] {
   const given: string[] = [];
+  let port: number | undefined;
   for (const v of values) {
     const a = v['address'];
     for (const x of Array.isArray(a) ? a : a === undefined ? [] : [a]) if (typeof x === 'string') given.push(x);
+    const p = v['port'];
+    const ps = Array.isArray(p) ? p.at(-1) : p;
+    if (typeof ps === 'string') {
+      if (!/^\d{1,5}$/.test(ps) || Number(ps) < 1 || Number(ps) > 65535)
+        throw new UsageError(`--port must be 1..65535, got ${JSON.stringify(ps)}`);
+      port = Number(ps);
+    }
   }
-  const raw = given.length ? given.join(',') : (env['SHEEPDOG_NODES'] ?? '').trim() || DEFAULT_NODE;
+  const raw = given.length
+    ? given.join(',')
+    : port !== undefined
+      ? '127.0.0.1'
+      : (env['SHEEPDOG_NODES'] ?? '').trim() || DEFAULT_NODE;
   const nodes = raw
     .split(/[\s,]+/)
     .filter((s) => s !== '')
-    .map((s) => parseAddress(s).key);
+    .map((s) => parseAddress(s, port).key);
   if (nodes.length === 0) throw new UsageError('no sheep address given');
   return nodes;
 }
@@ -243,9 +264,15 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
       if (!a.startsWith('-') || a === '-') break;
       pre.push(a);
       i++;
-      if ((a === '-a' || a === '--address' || a === '--timeout') && i < argv.length) pre.push(argv[i++] ?? '');
+      if ((a === '-a' || a === '--address' || a === '--timeout' || a === '-p' || a === '--port') && i < argv.length)
+        pre.push(argv[i++] ?? '');
     }
-    const top = parse(pre, { ...GLOBAL, version: { type: 'boolean', short: 'V', help: '' } }, false, help).values;
+    const top = parse(
+      pre,
+      { ...GLOBAL, port: PORT, version: { type: 'boolean', short: 'V', help: '' } },
+      false,
+      help,
+    ).values;
     if (top['version']) {
       io.stdout.write(`sheepdog ${version()}\n`);
       return ExitCode.OK;
@@ -294,7 +321,8 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
       // Global options given before the command are passed on (`sheepdog -a X bench ...`).
       const fwd: string[] = [];
       const addr = top['address'];
-      for (const a of Array.isArray(addr) ? addr : []) if (typeof a === 'string') fwd.push('-a', a);
+      if (typeof top['port'] === 'string') for (const n of nodesFrom([top], {})) fwd.push('-a', n);
+      else for (const a of Array.isArray(addr) ? addr : []) if (typeof a === 'string') fwd.push('-a', a);
       if (typeof top['timeout'] === 'string') fwd.push('--timeout', top['timeout']);
       if (top['json'] === true) fwd.push('--json');
       return (
@@ -306,7 +334,11 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
       );
     }
 
-    const own: Record<string, OptionSpec> = { ...(spec.options ?? {}), ...GLOBAL };
+    const own: Record<string, OptionSpec> = {
+      ...(spec.options ?? {}),
+      ...GLOBAL,
+      ...(spec.local ? {} : { port: PORT }),
+    };
     const { values, positionals } = parse(rest, own, true, help);
     if (values['help'] || top['help']) {
       io.stdout.write(commandHelp(spec));

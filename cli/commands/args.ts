@@ -99,3 +99,22 @@ export const NO_PROGRESS: OptionSpec = {
 export function progressEnabled(ctx: Context, opts: OptionValues): boolean {
   return ctx.io.stderr.isTTY === true && !bool(opts, 'no-progress') && !ctx.json;
 }
+
+/** dog's `-r/--raw`: its exact columns, for scripts written for dog. */
+export const RAW: OptionSpec = {
+  type: 'boolean',
+  short: 'r',
+  help: 'dog\u2019s raw output: no header, fields separated by one space, sizes in bytes',
+};
+
+/** dog's escaping of a name in raw output: spaces and backslashes get a backslash. */
+export function rawName(s: string): string {
+  return s.replace(/[\\ ]/g, (c) => `\\${c}`);
+}
+
+/** Refuse `--raw` together with `--json`. */
+export function rawOpt(ctx: Context, opts: OptionValues): boolean {
+  const raw = bool(opts, 'raw');
+  if (raw && ctx.json) throw new UsageError('give one of --raw and --json');
+  return raw;
+}

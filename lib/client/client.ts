@@ -17,6 +17,8 @@ import {
   SD_ATTR_OBJ_SIZE,
   SD_INODE_DATA_INDEX,
   SD_INODE_HEADER_SIZE,
+  SD_INODE_SIZE,
+  SD_MAX_COPIES,
   SD_MAX_BLOCK_SIZE_SHIFT,
   SD_MAX_NODES,
   SD_MIN_BLOCK_SIZE_SHIFT,
@@ -26,8 +28,16 @@ import {
   VDI_BITMAP_SIZE,
   VDI_STATE_SIZE,
 } from '../../protocol/constants.js';
-import { plainRequest, vdiRequest, type Request, type VdiResponse } from '../../protocol/header.js';
-import { vidToAttrOid, vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
+import {
+  clusterRequest,
+  objRequest,
+  plainRequest,
+  vdiRequest,
+  type Request,
+  type VdiResponse,
+} from '../../protocol/header.js';
+import { oidHex, vidToAttrOid, vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
+import { type VnodeRing, buildRing, oidToNodes } from '../../protocol/placement.js';
 import {
   INODE_OFF,
   type InodeHeader,
@@ -37,12 +47,14 @@ import {
   bitmapTest,
   dataVdiIdOffset,
   decodeClusterInfo,
+  decodeEpochLogs,
   decodeInodeHeader,
   decodeNodeList,
   decodeVdiAttr,
   decodeVdiStates,
   encodeVdiAttr,
   encodeVdiNameBody,
+  epochLogStride,
   objectCount,
 } from '../../protocol/records.js';
 import {
@@ -72,7 +84,7 @@ import {
 } from './names.js';
 import { readObject, writeObject, writeObjectResult } from './objects.js';
 import { type PoolOptions, SheepdogPool } from '../transport/pool.js';
-import { formatAddress } from '../util/address.js';
+import { formatAddress, parseAddress } from '../util/address.js';
 import { runBounded } from '../util/bounded.js';
 import type { Reply, RequestOptions, Transport } from '../transport/types.js';
 import { FlatIndex, HyperIndex, type IndexIO, type VdiIndex } from '../vdi/vdi-index.js';
@@ -198,6 +210,95 @@ export interface SnapshotResult {
   workingVdiId: number;
 }
 
+/** `formatCluster` (dog cluster format). */
+export interface FormatClusterOptions {
+  /** Default redundancy: copies (1..31) or erasure code 'd:p'. Default 3. */
+  copies?: number | string;
+  /** Default object size 2^blockSizeShift (20..31). Default 22 (4 MiB). */
+  blockSizeShift?: number;
+  /** VDI locking (dog -l). */
+  lock?: boolean;
+  /** Refuse writes while fewer nodes than copies are up (dog -t/--strict). */
+  strict?: boolean;
+  /** Backend store driver (dog -b), default 'plain'. */
+  store?: string;
+  /** Fixed vnodes instead of sheep's automatic count (dog -V). */
+  fixedVnodes?: boolean;
+}
+
+/** One epoch of the cluster's history (STAT_CLUSTER), newest first in `clusterEpochs`. */
+export interface EpochInfo {
+  epoch: number;
+  /** When the epoch began. */
+  time: Date;
+  nodes: NodeInfo[];
+}
+
+/** A node's recovery state (STAT_RECOVERY), as `dog node recovery` shows it. */
+export interface NodeRecovery extends NodeInfo {
+  /** Position in the node list (dog's id). */
+  index: number;
+  inRecovery: boolean;
+  /** Objects of this node's recovery list checked so far, and the list's size. */
+  finished: number;
+  total: number;
+}
+
+/** Which nodes hold an object, and which should (dog vdi object location). */
+export interface ObjectLocation {
+  oid: bigint;
+  /** Copies the object has by its VDI's policy (d + p for erasure code). */
+  copies: number;
+  /** Every node of the node list, in its order, and whether it has the object (EXIST). */
+  nodes: { address: string; has: boolean }[];
+  /** Where sheep's placement puts it, first copy first. */
+  expected: string[];
+}
+
+/** The allocated objects of a VDI (dog vdi object map): index → owning VDI id. */
+export interface VdiObjects {
+  name: string;
+  vdiId: number;
+  copies: number;
+  copyPolicy: number;
+  blockSizeShift: number;
+  /** Objects the index can address. */
+  maxObjects: number;
+  /** [index, owning vid] for every allocated index, in index order. */
+  objects: [number, number][];
+}
+
+/** One inconsistency `checkVdi` found in an object's replicas. */
+export interface ReplicaProblem {
+  oid: bigint;
+  /** `missing`: a replica is absent; `mismatch`: it differs from the majority; `no-majority`: replicas differ and none wins; `lost`: no replica at all. */
+  kind: 'missing' | 'mismatch' | 'no-majority' | 'lost';
+  /** The replica's node (missing, mismatch); every expected node for no-majority / lost. */
+  nodes: string[];
+  /** SHA-1 of each replica found, by node (hex). */
+  hashes: Record<string, string>;
+  /** Repaired (with `repair`). */
+  fixed: boolean;
+}
+
+export interface CheckVdiOptions {
+  snapshot?: SnapshotRef;
+  /** Only check that every replica exists (dog -e); no hashes compared. */
+  existOnly?: boolean;
+  /** Rewrite missing and differing replicas from the majority (never without one). */
+  repair?: boolean;
+  /** Called after each object (progress). */
+  onObject?: (done: number, total: number) => void;
+}
+
+export interface CheckVdiResult {
+  name: string;
+  vdiId: number;
+  /** Objects checked: every allocated data object of the index (inherited ones too, as dog) and the inode. */
+  objects: number;
+  problems: ReplicaProblem[];
+}
+
 const NAME_TAG_BODY = 512;
 
 function tsToDate(t: bigint): Date {
@@ -225,9 +326,14 @@ export class SheepdogClient {
   private readonly deleteBatch: number;
   private readonly indexIO: IndexIO;
   private readonly ownsTransport: boolean;
+  /** Options of the pool this client made, for connections to single nodes (nodeReq). */
+  private readonly poolOptions: PoolOptions;
+  /** Connections to nodes that are not gateways of the pool (per-node ops), by `host:port`. */
+  private readonly nodePools = new Map<string, SheepdogPool>();
 
   constructor(opts: ClientOptions = {}) {
     this.ownsTransport = opts.transport === undefined;
+    this.poolOptions = opts;
     const raw = opts.transport ?? new SheepdogPool(opts);
     this.transport = raw;
     // Every request of a client call carries that call's signal (see scoped()).
@@ -506,9 +612,7 @@ export class SheepdogClient {
       const nodes = await this.listNodes();
       return Promise.all(
         nodes.map(async (n) => {
-          const r = await this.call(plainRequest(Op.STAT_SHEEP), `stat of node ${n.address}`, undefined, [], {
-            node: n.address,
-          });
+          const r = await this.nodeCall(n.address, plainRequest(Op.STAT_SHEEP), `stat of node ${n.address}`);
           const h = r.header;
           return h.kind === 'node'
             ? { address: n.address, size: Number(h.storeSize), free: Number(h.storeFree) }
@@ -516,6 +620,304 @@ export class SheepdogClient {
         }),
       );
     });
+  }
+
+  // ------------------------------------------- administration (dog-style)
+
+  /**
+   * Send a request to one node of the cluster, by `host:port`: through the
+   * pool when it is one of its gateways, else over a connection of its own
+   * (kept until close()), so that per-node ops reach every node of the node
+   * list even when only one gateway was configured.
+   */
+  private async nodeReq(address: string, req: Request, body?: Uint8Array, opts: RequestOptions = {}): Promise<Reply> {
+    const key = parseAddress(address).key;
+    const known = this.transport.nodes.map((n) => parseAddress(n).key);
+    if (!this.ownsTransport || known.includes(key)) return this.req(req, body, { ...opts, node: key });
+    let p = this.nodePools.get(key);
+    if (p === undefined) {
+      p = new SheepdogPool({ ...this.poolOptions, nodes: [key], discover: false });
+      this.nodePools.set(key, p);
+    }
+    const signal = callScope.getStore();
+    return p.request(req, body, signal === undefined || opts.signal !== undefined ? opts : { ...opts, signal });
+  }
+
+  /** `nodeReq` requiring SUCCESS (or one of `ok`). */
+  private async nodeCall(
+    address: string,
+    req: Request,
+    context: string,
+    body?: Uint8Array,
+    ok: readonly number[] = [],
+  ): Promise<Reply> {
+    const r = await this.nodeReq(address, req, body);
+    if (r.header.result !== Result.SUCCESS && !ok.includes(r.header.result)) {
+      throw responseError(r.header.result, context, r.node ?? address);
+    }
+    return r;
+  }
+
+  /**
+   * Format the cluster (MAKE_FS, dog cluster format): every VDI of a
+   * formatted cluster is gone afterwards. The ctime is now.
+   */
+  async formatCluster(opts: FormatClusterOptions & CallOptions = {}): Promise<void> {
+    return this.scoped(opts, 'formatCluster', async () => {
+      const red = opts.copies === undefined ? { copies: 0, copyPolicy: 0 } : parseRedundancy(opts.copies);
+      const bss = opts.blockSizeShift ?? 22;
+      if (!Number.isInteger(bss) || bss < SD_MIN_BLOCK_SIZE_SHIFT || bss > SD_MAX_BLOCK_SIZE_SHIFT) {
+        throw new InvalidArgumentError(
+          `blockSizeShift must be ${SD_MIN_BLOCK_SIZE_SHIFT}..${SD_MAX_BLOCK_SIZE_SHIFT}, got ${bss}`,
+        );
+      }
+      const store = opts.store ?? 'plain';
+      if (!/^[a-z0-9_]{1,15}$/.test(store))
+        throw new InvalidArgumentError(`invalid store name ${JSON.stringify(store)}`);
+      const flags =
+        (opts.strict ? ClusterFlag.STRICT : 0) |
+        (opts.lock ? ClusterFlag.USE_LOCK : 0) |
+        (opts.fixedVnodes ? 0 : ClusterFlag.AUTO_VNODES);
+      const now = Date.now();
+      const ctime = (BigInt(Math.floor(now / 1000)) << 32n) | BigInt((now % 1000) * 1_000_000);
+      const body = Buffer.from(`${store}\0`, 'latin1');
+      await this.call(
+        clusterRequest(Op.MAKE_FS, {
+          flags: Flag.CMD_WRITE,
+          dataLength: body.length,
+          copies: red.copies || 3,
+          copyPolicy: red.copyPolicy,
+          clusterFlags: flags,
+          blockSizeShift: bss,
+          ctime,
+        }),
+        'format the cluster',
+        body,
+        [],
+        { idempotent: false },
+      );
+    });
+  }
+
+  /** Stop every sheep of the cluster (SHUTDOWN, dog cluster shutdown). */
+  async shutdownCluster(opts: CallOptions = {}): Promise<void> {
+    return this.scoped(opts, 'shutdownCluster', async () => {
+      await this.call(plainRequest(Op.SHUTDOWN), 'shut down the cluster', undefined, [], { idempotent: false });
+    });
+  }
+
+  /** Stop one sheep (KILL_NODE to `address`, dog node kill): it leaves and the others recover. */
+  async killNode(address: string, opts: CallOptions = {}): Promise<void> {
+    return this.scoped(opts, 'killNode', async () => {
+      try {
+        await this.nodeCall(address, plainRequest(Op.KILL_NODE), `kill node ${address}`);
+      } catch (e) {
+        // The node may die before its reply is read: it is gone either way.
+        if (!(e instanceof OutcomeUnknownError)) throw e;
+      }
+    });
+  }
+
+  /** FORCE_RECOVER, ENABLE_RECOVER or DISABLE_RECOVER (dog cluster recover force|enable|disable). */
+  async recoverCluster(action: 'force' | 'enable' | 'disable', opts: CallOptions = {}): Promise<void> {
+    return this.scoped(opts, 'recoverCluster', async () => {
+      const op = { force: Op.FORCE_RECOVER, enable: Op.ENABLE_RECOVER, disable: Op.DISABLE_RECOVER }[action];
+      if (op === undefined) throw new InvalidArgumentError(`unknown recover action ${JSON.stringify(action)}`);
+      await this.call(plainRequest(op), `${action} recovery`);
+    });
+  }
+
+  /** Whether automatic recovery is on (CLUSTER_INFO's disable_recovery). */
+  async autoRecovery(opts: CallOptions = {}): Promise<boolean> {
+    return this.scoped(opts, 'autoRecovery', async () => {
+      const r = await this.call(plainRequest(Op.CLUSTER_INFO, { dataLength: CLUSTER_INFO_SIZE }), 'cluster info');
+      return decodeClusterInfo(r.body).disableRecovery === 0;
+    });
+  }
+
+  /** The epochs of the cluster, newest first, with their members (STAT_CLUSTER, as dog cluster info). */
+  async clusterEpochs(opts: CallOptions = {}): Promise<EpochInfo[]> {
+    return this.scoped(opts, 'clusterEpochs', async () => {
+      const ci = await this.call(plainRequest(Op.CLUSTER_INFO, { dataLength: CLUSTER_INFO_SIZE }), 'cluster info');
+      const epochs = Math.max(1, decodeClusterInfo(ci.body).epoch);
+      const fits = (nodesNr: number): number => Math.min(epochs, Math.floor((64 << 20) / epochLogStride(nodesNr)));
+      for (const nodesNr of [64, 1024, SD_MAX_NODES]) {
+        const r = await this.req(
+          clusterRequest(Op.STAT_CLUSTER, { nodesNr, dataLength: fits(nodesNr) * epochLogStride(nodesNr) }),
+        );
+        const res = r.header.result;
+        if (res === Result.BUFFER_SMALL) continue;
+        // STAT_CLUSTER answers with the cluster's status (WAIT_FOR_FORMAT...) and the logs it has.
+        if (res !== Result.SUCCESS && r.body.length === 0) throw responseError(res, 'cluster epochs', r.node);
+        return decodeEpochLogs(r.body, nodesNr)
+          .filter((l) => l.epoch !== 0)
+          .map((l) => ({ epoch: l.epoch, time: new Date(Number(l.time) * 1000), nodes: l.nodes.map(addrOf) }));
+      }
+      throw new SheepdogError('the epoch log does not fit any buffer');
+    });
+  }
+
+  /** Recovery state of every node (STAT_RECOVERY to each, dog node recovery). */
+  async recoveryStatus(opts: CallOptions = {}): Promise<NodeRecovery[]> {
+    return this.scoped(opts, 'recoveryStatus', async () => {
+      const nodes = await this.listNodes();
+      return Promise.all(
+        nodes.map(async (n, index) => {
+          const r = await this.nodeCall(
+            n.address,
+            plainRequest(Op.STAT_RECOVERY, { dataLength: 24 }),
+            `recovery state of node ${n.address}`,
+          );
+          const b = Buffer.from(r.body.buffer, r.body.byteOffset, r.body.length);
+          const inRecovery = b.length >= 1 && b[0] !== 0;
+          const finished = b.length >= 16 ? Number(b.readBigUInt64LE(8)) : 0;
+          const total = b.length >= 24 ? Number(b.readBigUInt64LE(16)) : 0;
+          return { ...n, index, inRecovery, finished, total };
+        }),
+      );
+    });
+  }
+
+  /** The placement ring of the current node list. */
+  private async ring(): Promise<{ nodes: NodeInfo[]; ring: VnodeRing }> {
+    const nodes = await this.listNodes();
+    const ring = buildRing(
+      nodes.map((n) => ({ nid: { addr: n.host, port: n.port }, nrVnodes: n.vnodes, zone: n.zone })),
+    );
+    return { nodes, ring };
+  }
+
+  /**
+   * Which nodes have object `oid` (EXIST sent to each node of the node list)
+   * and where sheep's placement puts its `copies` copies (dog vdi object location).
+   */
+  async objectLocation(oid: bigint, copies: number, opts: CallOptions = {}): Promise<ObjectLocation> {
+    return this.scoped(opts, 'objectLocation', async () => {
+      const { nodes, ring } = await this.ring();
+      const expected = oidToNodes(ring, oid, Math.min(copies, SD_MAX_COPIES)).map((i) => nodes[i]?.address ?? '');
+      const has = await Promise.all(
+        nodes.map(async (n) => {
+          const r = await this.nodeCall(
+            n.address,
+            objRequest(Op.EXIST, { oid }),
+            `object ${oidHex(oid)} on ${n.address}`,
+            undefined,
+            [Result.NO_OBJ],
+          );
+          return { address: n.address, has: r.header.result === Result.SUCCESS };
+        }),
+      );
+      return { oid, copies, nodes: has, expected };
+    });
+  }
+
+  /** The allocated objects of a VDI or snapshot, index → owning VDI (dog vdi object map). */
+  async vdiObjects(name: string, opts: { snapshot?: SnapshotRef } & CallOptions = {}): Promise<VdiObjects> {
+    return this.scoped(opts, 'vdiObjects', async () => {
+      checkVdiName(name);
+      const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
+      const { header: h, index } = await this.loadInode(await this.lookup(name, snap));
+      const objects = [...index.entries()].sort((a, b) => a[0] - b[0]);
+      return {
+        name: h.name,
+        vdiId: h.vdiId,
+        copies: h.nrCopies,
+        copyPolicy: h.copyPolicy,
+        blockSizeShift: h.blockSizeShift,
+        maxObjects: objectCount(h.vdiSize, h.blockSizeShift),
+        objects,
+      };
+    });
+  }
+
+  /**
+   * Replica consistency of a VDI (dog vdi check): for every allocated object
+   * and the inode, GET_HASH to each node placement puts a copy on; a
+   * missing replica, or one whose hash differs from the majority, is a
+   * problem. With `repair`, the majority replica is read from its node
+   * (READ_PEER) and written to the others (CREATE_AND_WRITE_PEER /
+   * WRITE_PEER). Replicas that differ with no majority (always so with two
+   * copies) are reported, never repaired. Erasure-coded VDIs are refused.
+   */
+  async checkVdi(name: string, opts: CheckVdiOptions & CallOptions = {}): Promise<CheckVdiResult> {
+    return this.scoped(opts, 'checkVdi', async () => {
+      checkVdiName(name);
+      const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
+      const { header: h, index } = await this.loadInode(await this.lookup(name, snap));
+      if (h.copyPolicy !== 0) {
+        throw new InvalidArgumentError(`VDI ${name} is erasure-coded: checking its strips is not supported`);
+      }
+      const ci = await this.call(plainRequest(Op.CLUSTER_INFO, { dataLength: CLUSTER_INFO_SIZE }), 'cluster info');
+      const epoch = decodeClusterInfo(ci.body).epoch;
+      const { nodes, ring } = await this.ring();
+      const oids: [bigint, number][] = [...index.entries()]
+        .sort((a, b) => a[0] - b[0])
+        .map(([idx, vid]) => [vidToDataOid(vid, idx), 2 ** h.blockSizeShift]);
+      oids.push([vidToVdiOid(h.vdiId), SD_INODE_SIZE]);
+      const problems: ReplicaProblem[] = [];
+      let done = 0;
+      await runBounded(oids, this.maxConcurrency, async ([oid, size]) => {
+        const where = oidToNodes(ring, oid, h.nrCopies).map((i) => nodes[i]?.address ?? '');
+        problems.push(...(await this.checkObject(oid, size, h.nrCopies, where, epoch, opts)));
+        opts.onObject?.(++done, oids.length);
+      });
+      problems.sort((a, b) => (a.oid < b.oid ? -1 : a.oid > b.oid ? 1 : 0));
+      return { name: h.name, vdiId: h.vdiId, objects: oids.length, problems };
+    });
+  }
+
+  private async checkObject(
+    oid: bigint,
+    size: number,
+    copies: number,
+    where: string[],
+    epoch: number,
+    opts: CheckVdiOptions,
+  ): Promise<ReplicaProblem[]> {
+    const ctx = (n: string): string => `object ${oidHex(oid)} on ${n}`;
+    const hashes: Record<string, string> = {};
+    const missing: string[] = [];
+    for (const n of where) {
+      if (opts.existOnly) {
+        const r = await this.nodeCall(n, objRequest(Op.EXIST, { oid }), ctx(n), undefined, [Result.NO_OBJ]);
+        if (r.header.result === Result.NO_OBJ) missing.push(n);
+        continue;
+      }
+      const r = await this.nodeCall(n, objRequest(Op.GET_HASH, { oid, tgtEpoch: epoch }), ctx(n), undefined, [
+        Result.NO_OBJ,
+      ]);
+      if (r.header.result === Result.NO_OBJ || r.header.kind !== 'hash') missing.push(n);
+      else hashes[n] = Buffer.from(r.header.digest).toString('hex');
+    }
+    const found = Object.keys(hashes);
+    if (opts.existOnly) return missing.map((n) => ({ oid, kind: 'missing', nodes: [n], hashes, fixed: false }));
+    if (found.length === 0) return [{ oid, kind: 'lost', nodes: where, hashes, fixed: false }];
+    const counts = new Map<string, number>();
+    for (const d of Object.values(hashes)) counts.set(d, (counts.get(d) ?? 0) + 1);
+    const best = [...counts].find(([, c]) => c > found.length / 2)?.[0];
+    if (best === undefined) return [{ oid, kind: 'no-majority', nodes: where, hashes, fixed: false }];
+    const bad = where.filter((n) => !missing.includes(n) && hashes[n] !== best);
+    const out: ReplicaProblem[] = [
+      ...missing.map((n) => ({ oid, kind: 'missing' as const, nodes: [n], hashes, fixed: false })),
+      ...bad.map((n) => ({ oid, kind: 'mismatch' as const, nodes: [n], hashes, fixed: false })),
+    ];
+    if (!opts.repair || out.length === 0) return out;
+    const source = found.find((n) => hashes[n] === best) as string;
+    const data = (
+      await this.nodeCall(source, objRequest(Op.READ_PEER, { oid, epoch, dataLength: size }), `read ${ctx(source)}`)
+    ).body;
+    for (const p of out) {
+      const n = p.nodes[0] as string;
+      const op = p.kind === 'missing' ? Op.CREATE_AND_WRITE_PEER : Op.WRITE_PEER;
+      await this.nodeCall(
+        n,
+        objRequest(op, { oid, epoch, flags: Flag.CMD_WRITE, dataLength: data.length, copies }),
+        `repair ${ctx(n)}`,
+        data,
+      );
+      p.fixed = true;
+    }
+    return out;
   }
 
   // -------------------------------------------------------------- VDI ops
@@ -1041,6 +1443,9 @@ export class SheepdogClient {
 
   /** Close the pool (when this client made it): waits for requests in flight. */
   async close(): Promise<void> {
+    const pools = [...this.nodePools.values()];
+    this.nodePools.clear();
+    await Promise.all(pools.map((p) => p.close().catch(() => {})));
     if (this.ownsTransport) await this.transport.close();
   }
 }
