@@ -167,7 +167,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       'initializeConnection',
       () => d.initializeConnection(clone, { host: 'compute-1' }),
       (ci) =>
-        `${ci.driverVolumeType}:${ci.data.name} via ${ci.data.hosts[0]}:${ci.data.ports[0]} (+${ci.data.hosts.length - 1} more)`,
+        ci.driverVolumeType === 'nbd'
+          ? `nbd: ${ci.data.uri}`
+          : `${ci.driverVolumeType}:${ci.data.name} via ${ci.data.hosts[0]}:${ci.data.ports[0]} (+${ci.data.hosts.length - 1} more)`,
     );
     await step(
       'copyVolumeToImage',

@@ -41,6 +41,7 @@ import {
 import { checkBytes, checkTag, checkVdiName } from '../client/names.js';
 import { Result } from '../../protocol/constants.js';
 import type { Vdi } from '../vdi/vdi.js';
+import { type NbdListen, type NbdServer, startNbdServer } from '../nbd/server.js';
 
 /** Version reported by getVolumeStats (Cinder's `driver_version`). */
 export const DRIVER_VERSION = '1.0.0';
@@ -64,6 +65,43 @@ export interface SheepdogDriverOptions extends ClientOptions {
   blockSizeShift?: number;
   /** `volume_backend_name` reported by getVolumeStats (default 'sheepdog'). */
   backendName?: string;
+  /**
+   * Export volumes over NBD (QEMU ≥ 6 has no sheepdog driver): createExport
+   * adds an export, initializeConnection then answers `driverVolumeType:
+   * 'nbd'`. Without this option exports are no-ops and connections use the
+   * sheepdog protocol.
+   */
+  nbd?: DriverNbdOptions;
+}
+
+export interface DriverNbdOptions {
+  /** A server to add exports to (the driver never closes it). */
+  server?: NbdServer;
+  /**
+   * Or where the driver's own server listens (default 127.0.0.1:10809; port 0
+   * picks one). It starts at the first createExport/ensureExport and is
+   * closed by close().
+   */
+  listen?: NbdListen;
+  /** The host put in connection info (default: the address the server listens on; needed for 0.0.0.0). */
+  host?: string;
+}
+
+/** Where an NBD client finds an export (TCP). */
+export interface NbdExportInfo {
+  host: string;
+  port: number;
+  exportName: string;
+  /** `nbd://HOST:PORT/NAME` */
+  uri: string;
+}
+
+/** Where an NBD client finds an export (a Unix socket). */
+export interface NbdSocketExportInfo {
+  socket: string;
+  exportName: string;
+  /** `nbd+unix:///NAME?socket=PATH` */
+  uri: string;
 }
 
 /** A volume as Cinder hands it to a driver: its name, and its size in GiB. */
@@ -107,10 +145,17 @@ export interface VolumeLocator {
   ports: string[];
 }
 
-/** initialize_connection's answer (Cinder's `connection_info`). */
-export interface ConnectionInfo {
+/** initialize_connection's answer (Cinder's `connection_info`): NBD when the volume is exported, else sheepdog. */
+export type ConnectionInfo = SheepdogConnectionInfo | NbdConnectionInfo;
+
+export interface SheepdogConnectionInfo {
   driverVolumeType: 'sheepdog';
   data: { name: string; hosts: string[]; ports: string[] };
+}
+
+export interface NbdConnectionInfo {
+  driverVolumeType: 'nbd';
+  data: NbdExportInfo | NbdSocketExportInfo;
 }
 
 /** get_volume_stats' answer. Capacities are raw store bytes summed over nodes (as `dog node info`). */
@@ -242,10 +287,23 @@ export class SheepdogDriver {
   private readonly logger: DriverLogger | undefined;
   private readonly defaults: CreateVdiOptions;
   private readonly backendName: string;
+  private readonly nbd: DriverNbdOptions | undefined;
+  /** The NBD server exports go to: given, or started on first use (then owned). */
+  private nbdServer: Promise<NbdServer> | undefined;
+  /** Volumes this driver exported over NBD. */
+  private readonly exported = new Set<string>();
   private closed = false;
 
   constructor(opts: SheepdogDriverOptions = {}) {
-    const { client, logger, copies, blockSizeShift, backendName, ...clientOpts } = opts;
+    const { client, logger, copies, blockSizeShift, backendName, nbd, ...clientOpts } = opts;
+    if (nbd !== undefined) {
+      checkObject(nbd, 'nbd');
+      if (nbd.server !== undefined && nbd.listen !== undefined) {
+        throw new InvalidArgumentError('nbd: give a server or where to listen, not both');
+      }
+      if (nbd.server !== undefined) this.nbdServer = Promise.resolve(nbd.server);
+    }
+    this.nbd = nbd;
     if (client !== undefined && !(client instanceof SheepdogClient)) {
       throw new InvalidArgumentError('client must be a SheepdogClient');
     }
@@ -361,22 +419,68 @@ export class SheepdogDriver {
     }
   }
 
-  /** ensure_export (a TODO in the Nova driver): the volume exists, else NoVdiError. */
-  async ensureExport(_ctx: unknown, volume: VolumeRef): Promise<void> {
-    this.checkOpen();
-    await this.client.getVdi(volumeName(volume));
+  /**
+   * ensure_export (a TODO in the Nova driver; Cinder calls it at start-up for
+   * volumes that should be exported): as createExport, idempotent.
+   */
+  async ensureExport(_ctx: unknown, volume: VolumeRef): Promise<NbdExportInfo | NbdSocketExportInfo | undefined> {
+    return this.createExport(_ctx, volume);
   }
 
-  /** create_export: nothing to export for sheepdog (clients connect to the gateways); checks the volume exists. */
-  async createExport(_ctx: unknown, volume: VolumeRef, _connector?: unknown): Promise<void> {
+  /**
+   * create_export: the volume must exist (NoVdiError). With the `nbd` option
+   * it is added to the NBD server (started on first use) and the export's
+   * address is returned; without it there is nothing to export (clients
+   * connect to the gateways) and undefined is returned. Idempotent.
+   */
+  async createExport(
+    _ctx: unknown,
+    volume: VolumeRef,
+    _connector?: unknown,
+  ): Promise<NbdExportInfo | NbdSocketExportInfo | undefined> {
     this.checkOpen();
-    await this.client.getVdi(volumeName(volume));
+    const name = volumeName(volume);
+    await this.client.getVdi(name);
+    if (this.nbd === undefined) return undefined;
+    const server = await this.server();
+    this.checkOpen();
+    server.addExport(name);
+    this.exported.add(name);
+    return this.exportInfo(server, name);
   }
 
-  /** remove_export: a no-op (validates the volume reference). */
+  /**
+   * remove_export: the volume's NBD export is removed (connections to it are
+   * drained and closed); a volume that was not exported, or a driver without
+   * `nbd`, is a no-op. Validates the volume reference.
+   */
   async removeExport(_ctx: unknown, volume: VolumeRef): Promise<void> {
     this.checkOpen();
-    volumeName(volume);
+    const name = volumeName(volume);
+    if (!this.exported.has(name) || this.nbdServer === undefined) return;
+    this.exported.delete(name);
+    await (await this.nbdServer).removeExport(name);
+  }
+
+  /** The NBD server: the given one, or ours (started once). */
+  private server(): Promise<NbdServer> {
+    this.nbdServer ??= startNbdServer({
+      client: this.client,
+      exports: [],
+      listen: this.nbd?.listen ?? { host: '127.0.0.1', port: 10809 },
+    }).catch((e: unknown) => {
+      this.nbdServer = undefined; // let a later call try again (e.g. the port was busy)
+      throw e;
+    });
+    return this.nbdServer;
+  }
+
+  private exportInfo(server: NbdServer, name: string): NbdExportInfo | NbdSocketExportInfo {
+    const a = server.address;
+    if ('path' in a) return { socket: a.path, exportName: name, uri: server.uri(name) };
+    const host = this.nbd?.host ?? a.host;
+    const uri = `nbd://${formatAddress(host, a.port)}/${encodeURIComponent(name)}`;
+    return { host, port: a.port, exportName: name, uri };
   }
 
   private async gateways(): Promise<{ hosts: string[]; ports: string[] }> {
@@ -700,13 +804,19 @@ export class SheepdogDriver {
   // ---------------------------------------------------------- connections
 
   /**
-   * initialize_connection: what Nova's LibvirtNetVolumeDriver needs
-   * (`<source protocol='sheepdog' name=...><host .../>`). Checks the volume exists.
+   * initialize_connection: what Nova's LibvirtNetVolumeDriver needs. For a
+   * volume exported over NBD (createExport with the `nbd` option):
+   * `{ driverVolumeType: 'nbd', data: { host, port, exportName, uri } }`
+   * (`<source protocol='nbd' name=...><host .../>`); otherwise the sheepdog
+   * form (`<source protocol='sheepdog' name=...>`). Checks the volume exists.
    */
   async initializeConnection(volume: VolumeRef, _connector?: unknown): Promise<ConnectionInfo> {
     this.checkOpen();
     const name = volumeName(volume);
     await this.client.getVdi(name);
+    if (this.exported.has(name) && this.nbdServer !== undefined) {
+      return { driverVolumeType: 'nbd', data: this.exportInfo(await this.nbdServer, name) };
+    }
     const { hosts, ports } = await this.gateways();
     return { driverVolumeType: 'sheepdog', data: { name, hosts, ports } };
   }
@@ -717,10 +827,16 @@ export class SheepdogDriver {
     volumeName(volume);
   }
 
-  /** Close the client (when the driver made it). */
+  /** Close the driver's NBD server (draining its connections) and the client, when the driver made them. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const server = this.nbd?.server === undefined ? this.nbdServer : undefined;
+    if (server !== undefined) await (await server.catch(() => undefined))?.close();
+    else if (this.nbd?.server !== undefined) {
+      await Promise.all([...this.exported].map((n) => this.nbd?.server?.removeExport(n)));
+    }
+    this.exported.clear();
     if (this.ownsClient) await this.client.close();
   }
 

@@ -1,5 +1,5 @@
 // SheepdogDriver (the Nova/Cinder-style facade) against the embedded sheep.
-import { createServer } from 'node:net';
+import net, { createServer } from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { Op, Result } from '../../protocol/constants.js';
@@ -22,6 +22,7 @@ import {
   VdiExistsError,
 } from '../../lib/errors.js';
 import { SheepdogPool } from '../../lib/transport/pool.js';
+import { nbdProtocol as nbd, startNbdServer } from '../../lib/nbd/index.js';
 import { startMemorySheep } from '../../testing/index.js';
 import type { Transport } from '../../lib/transport/types.js';
 import { GiB, MiB, pattern, withCluster } from '../helpers/cluster.js';
@@ -578,3 +579,101 @@ t.test('construction, own client, close', async (t) => {
   await t.rejects(driver.getVolumeStats(), { code: 'SHEEPDOG_ERR_CLOSED' });
   t.throws(() => new SheepdogDriver({ client: {} as never }), InvalidArgumentError);
 });
+
+t.test('NBD exports: an owned server, started by createExport, closed by close()', async (t) => {
+  const { client } = await withCluster(t);
+  const driver = new SheepdogDriver({ client, nbd: { listen: { host: '127.0.0.1', port: 0 } } });
+  t.teardown(() => driver.close());
+  await driver.createVolume({ name: 'vol', sizeBytes: 4 * MiB });
+  const vol = { name: 'vol' };
+  t.match(await driver.initializeConnection(vol), { driverVolumeType: 'sheepdog' }, 'not exported yet: sheepdog');
+  await t.rejects(driver.createExport({}, { name: 'nope' }), NoVdiError, 'a missing volume is not exported');
+  const exp = await driver.createExport({}, vol, { host: 'compute-1' });
+  if (exp === undefined || !('port' in exp)) throw new Error('expected a TCP export');
+  t.match(exp, { host: '127.0.0.1', port: Number, exportName: 'vol', uri: `nbd://127.0.0.1:${exp.port}/vol` });
+  t.not(exp.port, 0);
+  t.same(await driver.ensureExport({}, vol), exp, 'ensureExport: the same export, idempotent');
+  const ci = await driver.initializeConnection(vol, { host: 'compute-1' });
+  t.same(ci, { driverVolumeType: 'nbd', data: exp });
+
+  // The export works: a raw NBD handshake reaches the volume.
+  const s = net.connect(exp.port, '127.0.0.1');
+  const greeting = await readN(s, 18);
+  t.equal(greeting.subarray(0, 8).toString(), 'NBDMAGIC');
+  s.write(nbd.encodeClientFlags(nbd.ClientFlag.FIXED_NEWSTYLE | nbd.ClientFlag.NO_ZEROES));
+  s.write(nbd.encodeOption(nbd.Opt.GO, nbd.encodeInfoRequestData('vol')));
+  const first = await readN(s, 20);
+  t.equal(first.readUInt32BE(12), nbd.Rep.INFO, 'GO on the export answers');
+  s.destroy();
+
+  await driver.removeExport({}, vol);
+  t.match(await driver.initializeConnection(vol), { driverVolumeType: 'sheepdog' }, 'removed: sheepdog again');
+  await driver.removeExport({}, vol); // no-op
+  const again = await driver.createExport({}, vol);
+  t.same(again, exp, 'exported again on the same server');
+  await driver.close();
+  await t.rejects(
+    new Promise((resolve, reject) => {
+      const c = net.connect(exp.port, '127.0.0.1', () => resolve(c));
+      c.on('error', reject);
+    }),
+    /ECONNREFUSED/,
+    'close() closed the server it started',
+  );
+});
+
+t.test('NBD exports: a given server is used, never closed; removeExport drains connections', async (t) => {
+  const { client } = await withCluster(t);
+  const server = await startNbdServer({ client, exports: [], listen: { host: '127.0.0.1', port: 0 } });
+  t.teardown(() => server.close());
+  t.throws(
+    () => new SheepdogDriver({ client, nbd: { server, listen: { port: 0 } } }),
+    InvalidArgumentError,
+    'server or listen',
+  );
+  const driver = new SheepdogDriver({ client, nbd: { server, host: 'storage-1.example' } });
+  await driver.createVolume({ name: 'v1', sizeBytes: MiB });
+  const exp = await driver.createExport({}, { name: 'v1' });
+  const port = (server.address as { port: number }).port;
+  t.same(exp, { host: 'storage-1.example', port, exportName: 'v1', uri: `nbd://storage-1.example:${port}/v1` });
+  t.same(server.exports, ['v1'], 'added to the given server');
+  const s = net.connect(port, '127.0.0.1');
+  await readN(s, 18);
+  s.write(nbd.encodeClientFlags(nbd.ClientFlag.FIXED_NEWSTYLE | nbd.ClientFlag.NO_ZEROES));
+  s.write(nbd.encodeOption(nbd.Opt.GO, nbd.encodeInfoRequestData('v1')));
+  await readN(s, 20);
+  while (server.connections === 0) await new Promise((r) => setImmediate(r));
+  const closed = new Promise((r) => s.on('close', r));
+  await driver.removeExport({}, { name: 'v1' });
+  await closed;
+  t.same(server.exports, [], 'removed from the server');
+  t.equal(server.connections, 0, "the export's connection was closed");
+  await driver.createExport({}, { name: 'v1' });
+  await driver.close();
+  t.same(server.exports, [], "close() removes the driver's exports");
+  t.ok(server.address, 'the given server is still up');
+  const c = await new Promise<net.Socket>((resolve, reject) => {
+    const x = net.connect(port, '127.0.0.1', () => resolve(x));
+    x.on('error', reject);
+  });
+  c.destroy();
+});
+
+async function readN(s: net.Socket, n: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let have = 0;
+  return new Promise((resolve, reject) => {
+    const onData = (b: Buffer): void => {
+      chunks.push(b);
+      have += b.length;
+      if (have >= n) {
+        s.off('data', onData);
+        const all = Buffer.concat(chunks);
+        if (all.length > n) s.unshift(all.subarray(n));
+        resolve(all.subarray(0, n));
+      }
+    };
+    s.on('data', onData);
+    s.once('error', reject);
+  });
+}
