@@ -31,6 +31,18 @@ export type {
   VdiInfo,
 } from './client/client.js';
 export type { SnapshotRef } from './client/names.js';
+export { BackupFormatError, parseBackup } from './client/backup.js';
+export type {
+  BackupOptions,
+  BackupProgress,
+  BackupRecord,
+  BackupStats,
+  BackupStream,
+  DiffRange,
+  RestoreOptions,
+  RestoreResult,
+  VdiDiff,
+} from './client/backup.js';
 
 export { Vdi } from './vdi/vdi.js';
 export type { IoOptions, ReadStreamOptions, WriteStreamOptions } from './vdi/vdi.js';

@@ -91,6 +91,17 @@ import { FlatIndex, HyperIndex, type IndexIO, type VdiIndex } from '../vdi/vdi-i
 import { Vdi } from '../vdi/vdi.js';
 import { type IoOptions, abortedError, callSignal } from '../util/signal.js';
 import { type VdiHost, VdiCore } from '../vdi/core.js';
+import {
+  type BackupHost,
+  type BackupOptions,
+  type BackupStream,
+  type RestoreOptions,
+  type RestoreResult,
+  type VdiDiff,
+  diffInodes,
+  openBackup,
+  restoreBackup,
+} from './backup.js';
 
 export interface ClientOptions extends PoolOptions {
   /** Use this transport instead of creating a pool (tests, custom routing). */
@@ -1388,6 +1399,69 @@ export class SheepdogClient {
   /** Attributes are keyed by the name hash, so sheep does not check the VDI: we do. */
   private async vdiMustExist(name: string, snapshot?: SnapshotRef): Promise<void> {
     await this.lookup(checkVdiName(name), snapshot === undefined ? undefined : checkSnapshotRef(snapshot));
+  }
+
+  // ----------------------------------------------------------------- backup
+
+  /** What lib/client/backup.ts needs of this client. */
+  private backupHost(): BackupHost {
+    return {
+      io: this.io,
+      maxConcurrency: this.maxConcurrency,
+      lookup: (name, snapshot) => this.lookup(name, snapshot),
+      loadInode: (vid) => this.loadInode(vid),
+      readHeader: (vid) => this.readHeader(vid),
+      snapshotHeader: (name, snapshot) => this.snapshotHeader(name, snapshot),
+      newVdiFrom: async (name, h) => (await this.newVdiFrom(name, h, `restore VDI ${name}`)).vdiId,
+      snapshotOnto: (name, base) =>
+        this.newVdi(
+          name,
+          {
+            vdiSize: base.vdiSize,
+            baseVdiId: base.vdiId,
+            snapid: 1,
+            copies: base.nrCopies,
+            copyPolicy: base.copyPolicy,
+            storePolicy: base.storePolicy,
+            blockSizeShift: base.blockSizeShift,
+          },
+          `snapshot restored VDI ${name}`,
+        ),
+      createVdi: async (name, size, o) => (await this.createVdi(name, size, o)).vdiId,
+      openVdi: (name) => this.openVdi(name),
+      deleteVdi: (name, o) => this.deleteVdi(name, o),
+      writeTag: async (vid, tag) => {
+        const b = Buffer.alloc(256);
+        b.write(tag, 'utf8');
+        await writeObject(this.io, vidToVdiOid(vid), INODE_OFF.tag, b);
+      },
+      unscoped: (fn) => callScope.exit(fn),
+    };
+  }
+
+  /**
+   * A backup of `name` in dog 1.0's format (dog vdi backup): every object
+   * that differs between snapshot `from` (default: none, i.e. zeros) and
+   * `to` (default: the working VDI). Resolves once both inodes are read;
+   * `timeout` covers that, `signal` the whole stream. See docs/backup.md.
+   */
+  async backupVdi(name: string, opts: BackupOptions = {}): Promise<BackupStream> {
+    return this.scoped(opts, 'backupVdi', () => openBackup(this.backupHost(), name, opts));
+  }
+
+  /**
+   * Restore a backup stream (dog's format) onto snapshot `opts.snapshot` of
+   * `name`: into a new VDI `opts.into`, or as dog vdi restore does. A bad or
+   * short stream is a BackupFormatError naming the offset, and the VDI being
+   * restored is deleted (unless `keep`). See docs/backup.md.
+   */
+  async restoreVdi(name: string, source: AsyncIterable<unknown>, opts: RestoreOptions = {}): Promise<RestoreResult> {
+    return this.scoped(opts, 'restoreVdi', () => restoreBackup(this.backupHost(), name, source, opts));
+  }
+
+  /** The objects whose index entries differ between snapshot `from` and `to` (default: the working VDI); no data read. */
+  async diffVdi(name: string, from: SnapshotRef, to?: SnapshotRef, opts: CallOptions = {}): Promise<VdiDiff> {
+    return this.scoped(opts, 'diffVdi', () => diffInodes(this.backupHost(), name, from, to));
   }
 
   // ------------------------------------------------------------------ locks
