@@ -6,6 +6,7 @@ import { nbdServe } from './nbd.js';
 import { nodeInfo, nodeKill, nodeList, nodeRecovery } from './node.js';
 import { serveCommand } from './serve.js';
 import { vdiGetattr, vdiSetattr } from './vdi-attr.js';
+import { vdiBackup, vdiRestore } from './vdi-backup.js';
 import { vdiExport, vdiImport, vdiRead, vdiWrite } from './vdi-data.js';
 import { vdiLockList, vdiLockUnlock } from './vdi-lock.js';
 import { vdiClone, vdiRollback, vdiSnapshot } from './vdi-snapshot.js';
@@ -28,6 +29,8 @@ export const commands: CommandSpec[] = [
   vdiWrite,
   vdiImport,
   vdiExport,
+  vdiBackup,
+  vdiRestore,
   vdiSetattr,
   vdiGetattr,
   vdiLockList,
