@@ -32,7 +32,7 @@ interface Run {
 
 async function setup(t: Test, size: number): Promise<Run> {
   const sheep = await startEmbeddedSheep({ nodes: 3, copies: 2, blockSizeShift: 20 });
-  const client = new SheepdogClient({ nodes: [...sheep.addresses], timeout: 10_000 });
+  const client = new SheepdogClient({ nodes: [...sheep.addresses], requestTimeout: 10_000 });
   t.teardown(async () => {
     await client.close();
     await sheep.close();
