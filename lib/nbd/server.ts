@@ -117,6 +117,12 @@ const CONTEXTS: readonly [number, string][] = [
   [CTX_BASE, CONTEXT_BASE_ALLOCATION],
   [CTX_DEPTH, CONTEXT_ALLOCATION_DEPTH],
 ];
+/** `qemu:dirty-bitmap:<snapshot>`: objects that differ from that snapshot of the export's VDI. */
+const DIRTY_PREFIX = 'qemu:dirty-bitmap:';
+/** First context id of the dirty bitmaps (after the fixed ones). */
+const CTX_DIRTY = 3;
+/** NBD_STATE_DIRTY of qemu:dirty-bitmap contexts. */
+const STATE_DIRTY = 1;
 const KNOWN_CMD_FLAGS = CmdFlag.FUA | CmdFlag.NO_HOLE | CmdFlag.DF | CmdFlag.REQ_ONE | CmdFlag.FAST_ZERO;
 
 /** Split `vol@tag` / `vol@3` into a VDI name and a snapshot (a number when all digits). */
@@ -238,6 +244,13 @@ interface ServerConfig {
   kick(): void;
 }
 
+interface Piece {
+  off: number;
+  len: number;
+  idx: number;
+  owner: number;
+}
+
 interface OpenExport {
   name: string;
   vdi: Vdi;
@@ -254,7 +267,7 @@ class NbdConnection {
   private structured = false;
   private noZeroes = false;
   /** Meta contexts set by SET_META_CONTEXT, and for which export name. */
-  private contexts: { name: string; ids: number[] } | undefined;
+  private contexts: { name: string; ids: number[]; dirty: Map<number, Vdi> } | undefined;
   private exp: OpenExport | undefined;
   private pumping = false;
   private paused = false;
@@ -275,6 +288,7 @@ class NbdConnection {
     this.done = new Promise((r) => (this.resolveDone = r));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
+      if (this.stopping) return; // ending: nothing more is decoded
       this.decoder.push(chunk);
       this.pump();
     });
@@ -292,8 +306,21 @@ class NbdConnection {
   async shutdown(): Promise<void> {
     this.stopReading();
     await this.drained();
-    this.socket.end();
+    this.finish();
     await this.done;
+  }
+
+  /**
+   * End the connection after every reply: FIN after the last one, then read
+   * and drop what the client still sends until its EOF (a paused socket
+   * would never see it, and destroying one with unread bytes sends an RST
+   * that can discard replies the client has not read yet). A client that
+   * never closes is cut off after 10 s.
+   */
+  private finish(): void {
+    this.socket.end();
+    this.socket.resume();
+    setTimeout(() => this.socket.destroy(), 10_000).unref();
   }
 
   private stopReading(): void {
@@ -321,6 +348,7 @@ class NbdConnection {
     const vdi = this.exp?.vdi;
     this.exp = undefined;
     if (vdi) await vdi.close().catch(() => {});
+    await this.setContexts(undefined);
     this.resolveDone();
   }
 
@@ -460,7 +488,7 @@ class NbdConnection {
         case Opt.ABORT:
           this.reply(o, Rep.ACK);
           this.stopReading();
-          this.socket.end();
+          this.finish();
           return;
         case Opt.LIST:
           parseEmpty(m.data, 'NBD_OPT_LIST');
@@ -478,7 +506,7 @@ class NbdConnection {
           return;
         case Opt.LIST_META_CONTEXT:
         case Opt.SET_META_CONTEXT:
-          return this.metaContext(o, m.data);
+          return await this.metaContext(o, m.data);
         case Opt.STARTTLS:
           throw new NbdOptionError('TLS is not supported by this server', Rep.ERR_UNSUP);
         default:
@@ -522,34 +550,75 @@ class NbdConnection {
     }
     if (keep) {
       this.exp = exp;
-      if (this.contexts !== undefined && this.contexts.name !== req.name) this.contexts = undefined;
+      if (this.contexts !== undefined && this.contexts.name !== req.name) await this.setContexts(undefined);
       this.decoder.startTransmission();
     }
   }
 
-  private metaContext(o: number, data: Buffer): void {
+  /** Replace the contexts set, closing the snapshot handles of the dirty bitmaps no longer used. */
+  private async setContexts(c: NbdConnection['contexts']): Promise<void> {
+    const old = this.contexts;
+    this.contexts = c;
+    if (old) await Promise.all([...old.dirty.values()].map((v) => v.close().catch(() => {})));
+  }
+
+  /** The snapshots of `vdi`, as dirty-bitmap context names. */
+  private async snapshotContexts(vdi: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const v of await this.cfg.client.listVdis({ signal: this.abort.signal })) {
+      if (v.snapshot && v.name === vdi) out.push(`${DIRTY_PREFIX}${v.tag !== '' ? v.tag : v.snapId}`);
+    }
+    return out;
+  }
+
+  private async metaContext(o: number, data: Buffer): Promise<void> {
     if (!this.structured) {
       throw new NbdOptionError('meta contexts need structured replies first', Rep.ERR_INVALID);
     }
     const req = parseMetaContextRequest(data);
-    if (this.allowed(req.name) === undefined) {
+    const real = this.allowed(req.name);
+    if (real === undefined) {
       throw new NbdOptionError(`no export ${JSON.stringify(req.name)}`, Rep.ERR_UNKNOWN);
     }
+    const vdiName = parseExportRef(real).vdi;
     const list = o === Opt.LIST_META_CONTEXT;
-    const ids = new Set<number>();
-    if (list && req.queries.length === 0) for (const [id] of CONTEXTS) ids.add(id);
-    for (const q of req.queries) {
-      for (const [id, name] of CONTEXTS) {
-        const ns = name.slice(0, name.indexOf(':') + 1);
-        if (q === name || (list && q === ns)) ids.add(id);
+    const all = list && req.queries.length === 0;
+    const found: [number, string][] = [];
+    const add = (id: number, name: string): void => {
+      if (!found.some(([, n]) => n === name)) found.push([id, name]);
+    };
+    for (const [id, name] of CONTEXTS) {
+      const ns = name.slice(0, name.indexOf(':') + 1);
+      if (all || req.queries.some((q) => q === name || (list && q === ns))) add(id, name);
+    }
+    let next = CTX_DIRTY;
+    const dirty = new Map<number, Vdi>();
+    try {
+      if (all || (list && req.queries.some((q) => q === 'qemu:' || q === DIRTY_PREFIX))) {
+        for (const name of await this.snapshotContexts(vdiName)) add(next++, name);
       }
+      for (const q of req.queries) {
+        if (!q.startsWith(DIRTY_PREFIX) || q.length === DIRTY_PREFIX.length) continue;
+        if (found.some(([, n]) => n === q)) continue;
+        const ref = parseExportRef(`${vdiName}@${q.slice(DIRTY_PREFIX.length)}`).snapshot;
+        if (ref === undefined) continue;
+        let snap: Vdi;
+        try {
+          snap = await this.cfg.client.openVdi(vdiName, { snapshot: ref, signal: this.abort.signal });
+        } catch (e) {
+          if (e instanceof NoVdiError || e instanceof NoTagError) continue; // no such context: not listed
+          throw e;
+        }
+        if (list) await snap.close();
+        else dirty.set(next, snap);
+        add(next++, q);
+      }
+    } catch (e) {
+      await Promise.all([...dirty.values()].map((v) => v.close().catch(() => {})));
+      throw e;
     }
-    const sorted = [...ids].sort();
-    for (const id of sorted) {
-      const name = CONTEXTS.find(([i]) => i === id)?.[1] ?? '';
-      this.socket.write(encodeMetaContext(o, id, name));
-    }
-    if (!list) this.contexts = { name: req.name, ids: sorted };
+    for (const [id, name] of found) this.socket.write(encodeMetaContext(o, id, name));
+    if (!list) await this.setContexts({ name: req.name, ids: found.map(([id]) => id), dirty });
     this.reply(o, Rep.ACK);
   }
 
@@ -558,7 +627,7 @@ class NbdConnection {
   private request(r: RequestMessage): void {
     if (r.type === Cmd.DISC) {
       this.stopReading();
-      void this.drained().then(() => this.socket.end());
+      void this.drained().then(() => this.finish());
       return;
     }
     const cost = 64 + (r.type === Cmd.READ || r.type === Cmd.WRITE ? Math.min(r.length, this.cfg.maxPayload) : 0);
@@ -682,19 +751,27 @@ class NbdConnection {
     }
   }
 
-  /** [offset, length, allocated, ownerVid] runs of whole-object granularity, clipped to the range. */
-  private runs(vdi: Vdi, offset: number, length: number): { off: number; len: number; owner: number }[] {
+  /** The objects of [offset, offset+length), clipped to it, with their owning vid (0: hole). */
+  private pieces(vdi: Vdi, offset: number, length: number): Piece[] {
     const os = vdi.objectSize;
-    const out: { off: number; len: number; owner: number }[] = [];
+    const out: Piece[] = [];
     const end = offset + length;
     for (let off = offset; off < end;) {
       const idx = Math.floor(off / os);
       const next = Math.min(end, (idx + 1) * os);
-      const owner = vdi.objectOwner(idx); // one index lookup per object of the request
-      const last = out.at(-1);
-      if (last && last.owner === owner) last.len += next - off;
-      else out.push({ off, len: next - off, owner });
+      out.push({ off, len: next - off, idx, owner: vdi.objectOwner(idx) }); // one index lookup per object
       off = next;
+    }
+    return out;
+  }
+
+  /** Runs of objects with the same owner, clipped to the range. */
+  private runs(vdi: Vdi, offset: number, length: number): { off: number; len: number; owner: number }[] {
+    const out: { off: number; len: number; owner: number }[] = [];
+    for (const p of this.pieces(vdi, offset, length)) {
+      const last = out.at(-1);
+      if (last && last.owner === p.owner) last.len += p.len;
+      else out.push({ off: p.off, len: p.len, owner: p.owner });
     }
     return out;
   }
@@ -740,8 +817,9 @@ class NbdConnection {
 
   private async blockStatus(r: RequestMessage, vdi: Vdi): Promise<Buffer[]> {
     const ids = this.contexts?.ids ?? [];
+    const dirty = this.contexts?.dirty;
     const one = (r.flags & CmdFlag.REQ_ONE) !== 0;
-    const runs = this.runs(vdi, r.offset, r.length);
+    const runs = this.pieces(vdi, r.offset, r.length);
     const out: Buffer[] = [];
     let chain: number[] | undefined;
     if (ids.includes(CTX_DEPTH))
@@ -750,17 +828,21 @@ class NbdConnection {
         runs.map((x) => x.owner),
       );
     ids.forEach((id, i) => {
+      const snap = dirty?.get(id);
       const flagOf =
         id === CTX_BASE
-          ? (owner: number) => (owner === 0 ? StateFlag.HOLE | StateFlag.ZERO : 0)
-          : (owner: number) => {
-              if (owner === 0) return 0;
-              const d = chain?.indexOf(owner) ?? -1;
-              return d < 0 ? 2 : d + 1;
-            };
+          ? (p: Piece) => (p.owner === 0 ? StateFlag.HOLE | StateFlag.ZERO : 0)
+          : id === CTX_DEPTH
+            ? (p: Piece) => {
+                if (p.owner === 0) return 0;
+                const d = chain?.indexOf(p.owner) ?? -1;
+                return d < 0 ? 2 : d + 1;
+              }
+            : // Dirty: the object's owner differs from the snapshot's (written, or discarded, since).
+              (p: Piece) => (snap !== undefined && snap.objectOwner(p.idx) === p.owner ? 0 : STATE_DIRTY);
       const extents: Extent[] = [];
       for (const run of runs) {
-        const f = flagOf(run.owner);
+        const f = flagOf(run);
         const last = extents.at(-1);
         if (last && last.flags === f) last.length += run.len;
         else extents.push({ length: run.len, flags: f });

@@ -8,17 +8,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import { startNbdServer, type NbdServer } from '../../lib/nbd/index.js';
-import {
-  ClientFlag,
-  Cmd,
-  Errno,
-  Opt,
-  Rep,
-  encodeClientFlags,
-  encodeInfoRequestData,
-  encodeOption,
-  encodeRequest,
-} from '../../lib/nbd/protocol/index.js';
+import { ClientFlag, Cmd, Errno, Opt, Rep, encodeClientFlags, encodeOption } from '../../lib/nbd/protocol/index.js';
+import { RawClient } from './raw.js';
 import type { SheepdogClient } from '../../lib/client/client.js';
 import { MiB, pattern, withCluster } from '../helpers/cluster.js';
 
@@ -88,7 +79,7 @@ t.test(
       block_size_minimum: 1,
       block_size_preferred: OS,
       block_size_maximum: 32 * MiB,
-      contexts: ['base:allocation', 'qemu:allocation-depth'],
+      contexts: ['base:allocation', 'qemu:allocation-depth', 'qemu:dirty-bitmap:base'],
     });
     const map = (await run('nbdinfo', ['--map', server.uri('vol')]))
       .trim()
@@ -218,63 +209,6 @@ t.test(
 );
 
 // ---- a raw client on the codec: exact errno values ----------------------
-
-class RawClient {
-  private buf = Buffer.alloc(0);
-  private waiter: (() => void) | undefined;
-  ended = false;
-  private readonly socket: net.Socket;
-  constructor(socket: net.Socket) {
-    this.socket = socket;
-    socket.on('data', (c: Buffer) => {
-      this.buf = Buffer.concat([this.buf, c]);
-      this.waiter?.();
-    });
-    socket.on('close', () => {
-      this.ended = true;
-      this.waiter?.();
-    });
-    socket.on('error', () => {});
-  }
-  static async connect(port: number, name: string): Promise<RawClient> {
-    const s = net.connect(port, '127.0.0.1');
-    const c = new RawClient(s);
-    await c.read(18);
-    s.write(encodeClientFlags(ClientFlag.FIXED_NEWSTYLE | ClientFlag.NO_ZEROES));
-    s.write(encodeOption(Opt.GO, encodeInfoRequestData(name)));
-    for (;;) {
-      const h = await c.read(20);
-      const type = h.readUInt32BE(12);
-      await c.read(h.readUInt32BE(16));
-      if (type === Rep.ACK) return c;
-      if (type >= 0x80000000) throw new Error(`GO failed: 0x${type.toString(16)}`);
-    }
-  }
-  async read(n: number): Promise<Buffer> {
-    while (this.buf.length < n) {
-      if (this.ended) throw new Error('connection closed');
-      await new Promise<void>((r) => (this.waiter = r));
-    }
-    const out = this.buf.subarray(0, n);
-    this.buf = this.buf.subarray(n);
-    return out;
-  }
-  send(type: number, offset: number, length: number, cookie: bigint, data?: Buffer, flags = 0): void {
-    this.socket.write(encodeRequest({ flags, type, cookie, offset, length }));
-    if (data) this.socket.write(data);
-  }
-  /** A simple reply: [cookie, error]. */
-  async reply(): Promise<[bigint, number]> {
-    const h = await this.read(16);
-    return [h.readBigUInt64BE(8), h.readUInt32BE(4)];
-  }
-  raw(b: Buffer): void {
-    this.socket.write(b);
-  }
-  close(): void {
-    this.socket.destroy();
-  }
-}
 
 t.test(
   'errno: EPERM on a snapshot, EINVAL/ENOSPC out of range, EOVERFLOW over max; the connection goes on',
