@@ -134,6 +134,7 @@ t.test(
       `--size=${size}`,
       '--verify=crc32c',
       '--verify_fatal=1',
+      '--verify_state_save=0', // no *-verify.state file left in the working directory
       '--do_verify=1',
       '--output-format=json',
     ]);
