@@ -368,6 +368,7 @@ export class SheepdogClient {
     this.indexIO = {
       read: (oid, offset, length) => readObject(t, oid, offset, length),
       write: (oid, offset, data) => writeObject(t, oid, offset, data),
+      create: (oid, data) => writeObject(t, oid, 0, data, { create: true }),
     };
   }
 
