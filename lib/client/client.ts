@@ -37,7 +37,7 @@ import {
   type VdiResponse,
 } from '../../protocol/header.js';
 import { oidHex, vidToAttrOid, vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
-import { type VnodeRing, buildRing, oidToNodes } from '../../protocol/placement.js';
+import type { VnodeRing } from '../../protocol/placement.js';
 import {
   INODE_OFF,
   type InodeHeader,
@@ -88,20 +88,16 @@ import { formatAddress, parseAddress } from '../util/address.js';
 import { runBounded } from '../util/bounded.js';
 import type { Reply, RequestOptions, Transport } from '../transport/types.js';
 import { FlatIndex, HyperIndex, type IndexIO, type VdiIndex } from '../vdi/vdi-index.js';
-import { Vdi } from '../vdi/vdi.js';
+import type { Vdi } from '../vdi/vdi.js';
 import { type IoOptions, abortedError, callSignal } from '../util/signal.js';
-import { type VdiHost, VdiCore } from '../vdi/core.js';
-import {
-  type BackupHost,
-  type BackupOptions,
-  type BackupStream,
-  type RestoreOptions,
-  type RestoreResult,
-  type VdiDiff,
-  diffInodes,
-  openBackup,
-  restoreBackup,
-} from './backup.js';
+import type { VdiHost, VdiCore } from '../vdi/core.js';
+import type { BackupHost, BackupOptions, BackupStream, RestoreOptions, RestoreResult, VdiDiff } from './backup.js';
+
+// Loaded when first used, so that a one-shot program (`sheepdog vdi list`)
+// does not load the data path, placement or backup modules it never calls.
+const vdiModules = () => Promise.all([import('../vdi/vdi.js'), import('../vdi/core.js')]);
+const placement = () => import('../../protocol/placement.js');
+const backup = () => import('./backup.js');
 
 export interface ClientOptions extends PoolOptions {
   /** Use this transport instead of creating a pool (tests, custom routing). */
@@ -311,6 +307,10 @@ export interface CheckVdiResult {
 }
 
 const NAME_TAG_BODY = 512;
+/** listVdis: index bytes read with each inode header (1,024 objects: 4 GiB at 4 MiB objects). */
+const LIST_INDEX_BYTES = 4096;
+/** listVdis: inode reads in flight (they are small; sheep answers them in parallel). */
+const LIST_CONCURRENCY = 64;
 
 function tsToDate(t: bigint): Date {
   const sec = Number(t >> 32n);
@@ -791,12 +791,16 @@ export class SheepdogClient {
   }
 
   /** The placement ring of the current node list. */
-  private async ring(): Promise<{ nodes: NodeInfo[]; ring: VnodeRing }> {
-    const nodes = await this.listNodes();
+  private async ring(): Promise<{
+    nodes: NodeInfo[];
+    ring: VnodeRing;
+    oidToNodes: (typeof import('../../protocol/placement.js'))['oidToNodes'];
+  }> {
+    const [nodes, { buildRing, oidToNodes }] = await Promise.all([this.listNodes(), placement()]);
     const ring = buildRing(
       nodes.map((n) => ({ nid: { addr: n.host, port: n.port }, nrVnodes: n.vnodes, zone: n.zone })),
     );
-    return { nodes, ring };
+    return { nodes, ring, oidToNodes };
   }
 
   /**
@@ -805,7 +809,7 @@ export class SheepdogClient {
    */
   async objectLocation(oid: bigint, copies: number, opts: CallOptions = {}): Promise<ObjectLocation> {
     return this.scoped(opts, 'objectLocation', async () => {
-      const { nodes, ring } = await this.ring();
+      const { nodes, ring, oidToNodes } = await this.ring();
       const expected = oidToNodes(ring, oid, Math.min(copies, SD_MAX_COPIES)).map((i) => nodes[i]?.address ?? '');
       const has = await Promise.all(
         nodes.map(async (n) => {
@@ -861,7 +865,7 @@ export class SheepdogClient {
       }
       const ci = await this.call(plainRequest(Op.CLUSTER_INFO, { dataLength: CLUSTER_INFO_SIZE }), 'cluster info');
       const epoch = decodeClusterInfo(ci.body).epoch;
-      const { nodes, ring } = await this.ring();
+      const { nodes, ring, oidToNodes } = await this.ring();
       const oids: [bigint, number][] = [...index.entries()]
         .sort((a, b) => a[0] - b[0])
         .map(([idx, vid]) => [vidToDataOid(vid, idx), 2 ** h.blockSizeShift]);
@@ -1003,6 +1007,7 @@ export class SheepdogClient {
       const snap = opts.snapshot === undefined ? undefined : checkSnapshotRef(opts.snapshot);
       const lock = opts.lock === true;
       if (lock && snap !== undefined) throw new InvalidArgumentError('a snapshot cannot be opened with a lock');
+      const [{ Vdi }, { VdiCore }] = await vdiModules();
       const vid = await this.lookup(name, snap, lock);
       try {
         // Handles of one working VDI share their state (gates, pending index
@@ -1035,29 +1040,62 @@ export class SheepdogClient {
     });
   }
 
-  /** Every VDI and snapshot, like `dog vdi list` (READ_VDIS + inode headers). */
+  /**
+   * Every VDI and snapshot, like `dog vdi list`: READ_VDIS, then each inode's
+   * header and flat index (used/shared) in one read, all pipelined. An index
+   * longer than LIST_INDEX_BYTES costs a second read; a hyper volume's B-tree
+   * is walked as openVdi does.
+   */
   async listVdis(opts: CallOptions = {}): Promise<VdiInfo[]> {
     return this.scoped(opts, 'listVdis', async () => {
-      const inuse = await this.call(plainRequest(Op.READ_VDIS, { dataLength: VDI_BITMAP_SIZE }), 'read VDI bitmap');
-      const del = await this.req(plainRequest(Op.READ_DEL_VDIS, { dataLength: VDI_BITMAP_SIZE }));
+      const [inuse, del] = await Promise.all([
+        this.call(plainRequest(Op.READ_VDIS, { dataLength: VDI_BITMAP_SIZE }), 'read VDI bitmap'),
+        this.req(plainRequest(Op.READ_DEL_VDIS, { dataLength: VDI_BITMAP_SIZE })),
+      ]);
       const deleted = del.header.result === Result.SUCCESS ? del.body : new Uint8Array(0);
-      const vids = [...bitmapSetBits(inuse.body, SD_NR_VDIS)].filter(
-        (v) => v !== 0 && !(deleted.length && bitmapTest(deleted, v)),
-      );
+      const vids: number[] = [];
+      for (const v of bitmapSetBits(inuse.body, SD_NR_VDIS))
+        if (v !== 0 && !(deleted.length && bitmapTest(deleted, v))) vids.push(v);
       const out: (VdiInfo | undefined)[] = new Array(vids.length);
       await runBounded(
         vids.map((v, i) => [v, i] as const),
-        this.maxConcurrency,
+        Math.max(this.maxConcurrency, LIST_CONCURRENCY),
         async ([vid, i]) => {
-          let h: InodeHeader;
+          const oid = vidToVdiOid(vid);
+          let b: Uint8Array;
           try {
-            h = await this.readHeader(vid);
+            b = await readObject(this.io, oid, 0, SD_INODE_HEADER_SIZE + LIST_INDEX_BYTES);
           } catch (e) {
             if (e instanceof NoObjError) return; // vid reserved, inode gone
             throw e;
           }
+          const h = decodeInodeHeader(b);
           if (h.name === '') return; // deleted
-          out[i] = this.info(h, await this.loadIndex(h));
+          if (h.storePolicy === StorePolicy.HYPER) {
+            out[i] = this.info(h, await this.loadIndex(h));
+            return;
+          }
+          const count = Math.min(objectCount(h.vdiSize, h.blockSizeShift), SD_INODE_DATA_INDEX);
+          let used = 0;
+          let shared = 0;
+          const tally = (idx: Uint8Array, n: number): void => {
+            const dv = new DataView(idx.buffer, idx.byteOffset, idx.byteLength);
+            for (let k = 0; k < n; k++) {
+              const v = dv.getUint32(4 * k, true);
+              if (v === h.vdiId) used++;
+              else if (v !== 0) shared++;
+            }
+          };
+          const have = Math.min(count, (b.length - SD_INODE_HEADER_SIZE) >>> 2);
+          tally(b.subarray(SD_INODE_HEADER_SIZE), have);
+          if (count > have) {
+            const rest = await readObject(this.io, oid, SD_INODE_HEADER_SIZE + 4 * have, 4 * (count - have));
+            if (rest.length !== 4 * (count - have))
+              throw new SheepdogError(`inode index read returned ${rest.length} bytes, expected ${4 * (count - have)}`);
+            tally(rest, count - have);
+          }
+          const os = 2 ** h.blockSizeShift;
+          out[i] = { ...this.info(h), used: used * os, shared: shared * os };
         },
       );
       return out.filter((x): x is VdiInfo => x !== undefined);
@@ -1447,7 +1485,7 @@ export class SheepdogClient {
    * `timeout` covers that, `signal` the whole stream. See docs/backup.md.
    */
   async backupVdi(name: string, opts: BackupOptions = {}): Promise<BackupStream> {
-    return this.scoped(opts, 'backupVdi', () => openBackup(this.backupHost(), name, opts));
+    return this.scoped(opts, 'backupVdi', async () => (await backup()).openBackup(this.backupHost(), name, opts));
   }
 
   /**
@@ -1457,12 +1495,14 @@ export class SheepdogClient {
    * restored is deleted (unless `keep`). See docs/backup.md.
    */
   async restoreVdi(name: string, source: AsyncIterable<unknown>, opts: RestoreOptions = {}): Promise<RestoreResult> {
-    return this.scoped(opts, 'restoreVdi', () => restoreBackup(this.backupHost(), name, source, opts));
+    return this.scoped(opts, 'restoreVdi', async () =>
+      (await backup()).restoreBackup(this.backupHost(), name, source, opts),
+    );
   }
 
   /** The objects whose index entries differ between snapshot `from` and `to` (default: the working VDI); no data read. */
   async diffVdi(name: string, from: SnapshotRef, to?: SnapshotRef, opts: CallOptions = {}): Promise<VdiDiff> {
-    return this.scoped(opts, 'diffVdi', () => diffInodes(this.backupHost(), name, from, to));
+    return this.scoped(opts, 'diffVdi', async () => (await backup()).diffInodes(this.backupHost(), name, from, to));
   }
 
   // ------------------------------------------------------------------ locks
