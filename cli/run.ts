@@ -8,8 +8,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { parseAddress } from '../lib/util/address.js';
-import { type ClientOptions, SheepdogClient } from '../lib/client/client.js';
-import { commandTable } from './commands/index.js';
+import type { ClientOptions, SheepdogClient } from '../lib/client/client.js';
+import { type CommandEntry, commandTable } from './commands/index.js';
 import { ExitCode, UsageError, errorText, exitCodeFor } from './exit.js';
 import { escapeControls } from './format.js';
 import type { CliIO, CommandSpec, Context, OptionSpec, OptionValues } from './spec.js';
@@ -96,7 +96,7 @@ function commandHelp(c: CommandSpec): string {
   return `${out.join('\n')}\n`;
 }
 
-function commandList(list: CommandSpec[]): string[] {
+function commandList(list: readonly CommandEntry[]): string[] {
   const rows = list.map((c) => [`${c.path.join(' ')}${c.args ? ` ${c.args}` : ''}`, c.summary] as const);
   const w = Math.max(...rows.map(([a]) => a.length));
   return rows.map(([a, s]) => `  ${a.padEnd(w)}  ${s}`);
@@ -146,10 +146,10 @@ function groupHelp(prefix: string[]): string {
 
 // -------------------------------------------------------------- dispatch
 
-/** Command words → spec (or the group prefix they name). */
-function resolve(words: string[]): { spec?: CommandSpec; used: number; group: boolean } {
+/** Command words → table entry (or the group prefix they name). */
+function resolve(words: string[]): { spec?: CommandEntry; used: number; group: boolean } {
   let used = 0;
-  let spec: CommandSpec | undefined;
+  let spec: CommandEntry | undefined;
   for (;;) {
     const prefix = words.slice(0, used + 1);
     if (used >= words.length) break;
@@ -282,7 +282,7 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
       words = words.slice(1);
       const r = resolve(words);
       if (words.length === 0) io.stdout.write(topHelp());
-      else if (r.spec) io.stdout.write(commandHelp(r.spec));
+      else if (r.spec) io.stdout.write(commandHelp(await r.spec.load()));
       else if (r.group && r.used === words.length) io.stdout.write(groupHelp(words.slice(0, r.used)));
       else throw new UsageError(`unknown command: ${words.join(' ')}`);
       return ExitCode.OK;
@@ -313,7 +313,7 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
       }
       throw new UsageError(`unknown command ${JSON.stringify(words[0])}`, topHelp());
     }
-    const spec = r.spec;
+    const spec = await r.spec.load();
     const rest = words.slice(r.used);
     label = `sheepdog: ${spec.path.join(' ')}`;
     help = `Run 'sheepdog ${spec.path.join(' ')} --help' for usage.`;
@@ -357,8 +357,11 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
     const timeout = tRaw === undefined ? DEFAULT_TIMEOUT : Number(tRaw);
     const nodes = spec.local ? [] : nodesFrom([top, values], io.env);
     gateways = nodes;
+    // The SDK is loaded only for commands that talk to a cluster (and after their arguments are checked).
+    const Client = spec.local ? undefined : (await import('../lib/client/client.js')).SheepdogClient;
     const ctx = makeContext(io, nodes, json, () => {
-      client ??= new SheepdogClient(cliClientOptions(nodes, timeout));
+      if (Client === undefined) return undefined;
+      client ??= new Client(cliClientOptions(nodes, timeout));
       return client;
     });
     return (await spec.run(ctx, positionals, values)) ?? 0;
