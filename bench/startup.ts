@@ -1,0 +1,180 @@
+/**
+ * Wall time and CPU of one-shot commands, each a fresh process, against bare
+ * Node startup (`node -e ''`). Runs alternate (A B C A B C ...), so load that
+ * comes and goes hits every command alike.
+ *
+ *   node dist/bench/startup.js [--runs N] [-a HOST:PORT] [--dog PATH] [--json]
+ *
+ * Without -a an embedded cluster (`sheepdog serve`, one node, in another
+ * process) is started with --vdis VDIs (default 10); with -a the cluster
+ * given is listed as it is. --dog PATH adds `dog vdi list` against the same
+ * cluster (a real sheep). CPU is user + system time of the child, from
+ * /proc/self/stat (Linux; 10 ms ticks, so only the mean over runs means much).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import {
+  CLI,
+  fmt,
+  isMain,
+  machine,
+  markdownTable,
+  parseFlags,
+  saveResult,
+  sourceVersion,
+  table,
+  warnIfBusy,
+} from './common.js';
+
+interface Case {
+  name: string;
+  cmd: string;
+  args: string[];
+}
+
+interface CaseResult {
+  name: string;
+  runs: number;
+  wallMs: { median: number; min: number; max: number };
+  /** Mean user + system CPU per run (undefined off Linux). */
+  cpuMs: number | undefined;
+  /** Median wall time over the median of `node -e ''`. */
+  vsNode: number;
+}
+
+/** CPU time (ms) of the waited-for children of this process. */
+function childCpuMs(): number | undefined {
+  try {
+    const f = readFileSync('/proc/self/stat', 'utf8');
+    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    // Fields 16 and 17 of stat(5) (cutime, cstime): 14 and 15 after the command name and state.
+    return ((Number(fields[13]) + Number(fields[14])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/** Start `sheepdog serve` (one node, ephemeral port) and make `vdis` VDIs; resolves with its address and a stop function. */
+async function embedded(vdis: number): Promise<{ address: string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, [CLI, 'serve', '-n', '1', '-p', '0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const address = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      out += d;
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) resolve(line.trim());
+    });
+    child.once('exit', (code) => reject(new Error(`sheepdog serve exited (${code})`)));
+  });
+  const { SheepdogClient } = await import('../lib/client/client.js');
+  const c = new SheepdogClient({ nodes: [address] });
+  try {
+    await Promise.all(Array.from({ length: vdis }, (_, i) => c.createVdi(`startup${i}`, 2 ** 30)));
+  } finally {
+    await c.close();
+  }
+  return {
+    address,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+function runCases(cases: Case[], runs: number): CaseResult[] {
+  const wall = cases.map(() => [] as number[]);
+  const cpu = cases.map(() => 0);
+  let cpuKnown = true;
+  // One unmeasured round: the page cache and the cluster warm up.
+  for (const c of cases) spawnSync(c.cmd, c.args, { stdio: 'ignore' });
+  for (let r = 0; r < runs; r++) {
+    cases.forEach((c, i) => {
+      const c0 = childCpuMs();
+      const t0 = process.hrtime.bigint();
+      const res = spawnSync(c.cmd, c.args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      const t1 = process.hrtime.bigint();
+      const c1 = childCpuMs();
+      if (res.status !== 0) throw new Error(`${c.name} failed (${res.status}): ${res.stderr?.toString().trim()}`);
+      (wall[i] as number[]).push(Number(t1 - t0) / 1e6);
+      if (c0 === undefined || c1 === undefined) cpuKnown = false;
+      else cpu[i] = (cpu[i] as number) + (c1 - c0);
+    });
+  }
+  const base = median(wall[0] as number[]);
+  return cases.map((c, i) => {
+    const w = wall[i] as number[];
+    return {
+      name: c.name,
+      runs,
+      wallMs: { median: median(w), min: Math.min(...w), max: Math.max(...w) },
+      cpuMs: cpuKnown ? (cpu[i] as number) / runs : undefined,
+      vsNode: median(w) / base,
+    };
+  });
+}
+
+async function main(): Promise<void> {
+  const { nodes, flags, values } = parseFlags(process.argv.slice(2), {
+    flags: ['json'],
+    values: ['runs', 'dog', 'vdis'],
+  });
+  const runs = Number(values.get('runs') ?? 21);
+  const m = await machine();
+  warnIfBusy(m);
+  const server = nodes === undefined ? await embedded(Number(values.get('vdis') ?? 10)) : undefined;
+  const address = nodes?.[0] ?? (server?.address as string);
+  const [host = '127.0.0.1', port = '7000'] = address.split(':');
+  const cases: Case[] = [
+    { name: "node -e ''", cmd: process.execPath, args: ['-e', ''] },
+    { name: 'sheepdog --version', cmd: process.execPath, args: [CLI, '--version'] },
+    { name: 'sheepdog --help', cmd: process.execPath, args: [CLI, '--help'] },
+    { name: 'sheepdog vdi list', cmd: process.execPath, args: [CLI, 'vdi', 'list', '-a', address] },
+    { name: 'sheepdog node list', cmd: process.execPath, args: [CLI, 'node', 'list', '-a', address] },
+  ];
+  const dog = values.get('dog');
+  if (dog !== undefined) cases.push({ name: 'dog vdi list', cmd: dog, args: ['vdi', 'list', '-a', host, '-p', port] });
+  let results: CaseResult[];
+  try {
+    results = runCases(cases, runs);
+  } finally {
+    await server?.stop();
+  }
+  const src = sourceVersion();
+  const file = saveResult('startup', { machine: m, source: src, address, embedded: server !== undefined, results });
+  if (flags.has('json')) {
+    process.stdout.write(`${JSON.stringify({ machine: m, source: src, results }, null, 2)}\n`);
+    return;
+  }
+  const header = ['command', 'median ms', 'min ms', 'max ms', 'CPU ms (mean)', '× node -e'];
+  const rows = results.map((r) => [
+    r.name,
+    fmt(r.wallMs.median, 1),
+    fmt(r.wallMs.min, 1),
+    fmt(r.wallMs.max, 1),
+    r.cpuMs === undefined ? '-' : fmt(r.cpuMs, 1),
+    fmt(r.vsNode, 2),
+  ]);
+  process.stdout.write(
+    `${m.cpu}, ${m.nproc} CPUs, node ${m.node}, load ${m.loadavg.join(' ')}, busy before ${Math.round(m.busyBefore * 100)}%; ` +
+      `commit ${src ? `${src.commit}${src.dirty ? '+dirty' : ''}` : 'unknown'}; ${runs} runs each, alternating; ` +
+      `cluster ${server ? 'embedded (sheepdog serve)' : address}\n\n`,
+  );
+  process.stdout.write(table(header, rows));
+  process.stdout.write(`\n${markdownTable(header, rows)}\nsaved ${file}\n`);
+}
+
+if (isMain(import.meta.url)) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  });
+}
