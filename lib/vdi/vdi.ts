@@ -90,7 +90,11 @@ export class Vdi {
     return this.state.host;
   }
 
-  /** Size in bytes (as when opened or last refreshed). */
+  /**
+   * Size in bytes (as when opened or last refreshed). Exact up to 2^53 - 1
+   * (8 PiB); a larger hyper volume's size is `inode.vdiSize` (bigint), and
+   * I/O reaches its first 2^53 - 1 bytes (offsets are `number`s, see checkRange).
+   */
   get size(): number {
     return Number(this.state.header.vdiSize);
   }
@@ -128,6 +132,14 @@ export class Vdi {
   private checkRange(offset: number, length: number): void {
     checkBytes(offset, 'offset');
     checkBytes(length, 'length');
+    // offset + length must be exact (past 2^53 doubles skip integers); below
+    // that, comparing with Number(vdiSize) is exact too (a size over 2^53 - 1
+    // converts to at least 2^53).
+    if (offset + length > Number.MAX_SAFE_INTEGER) {
+      throw new InvalidArgumentError(
+        `range [${offset}, +${length}) ends past 2^53 - 1: VDI I/O addresses bytes below 2^53 (8 PiB)`,
+      );
+    }
     if (offset + length > this.size) {
       throw new InvalidArgumentError(
         `range [${offset}, ${offset + length}) is past the end of VDI ${this.name} (${this.size} bytes)`,
@@ -321,9 +333,11 @@ export class Vdi {
   allocatedRanges(): { offset: number; length: number }[] {
     const out: { offset: number; length: number }[] = [];
     for (const [idx] of this.state.index.entries()) {
+      // exact: idx < 2^32 and a power-of-two object size (2^54 at most)
       const off = idx * this.objectSize;
-      if (off >= this.size) continue;
-      const len = Math.min(this.objectSize, this.size - off);
+      const left = this.state.header.vdiSize - BigInt(off);
+      if (left <= 0n) continue;
+      const len = left < BigInt(this.objectSize) ? Number(left) : this.objectSize;
       const last = out.at(-1);
       if (last && last.offset + last.length === off) last.length += len;
       else out.push({ offset: off, length: len });

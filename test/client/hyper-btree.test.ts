@@ -395,3 +395,30 @@ t.test(
     t.notOk(store.get(vidToDataOid(vid, idxs[0] as number)), 'deleted with the VDI');
   },
 );
+
+t.test('a 16 PiB volume: sizes as bigint, objects up to 2^32, I/O below 2^53', async (t) => {
+  const { client } = await embedded(t);
+  const size = 2n ** 54n;
+  const info = await client.createVdi('huge', size);
+  t.equal(info.storePolicy, 1);
+  const v = await client.openVdi('huge');
+  t.equal(v.inode.vdiSize, size, 'exact size in the inode header');
+  const top = Number.MAX_SAFE_INTEGER - 4096; // the last 4 KiB that ends at or below 2^53 - 1
+  const d = pattern(4096, 7);
+  await v.write(d, top);
+  const idx = Math.floor(top / v.objectSize);
+  t.equal(idx, 2 ** 31 - 1);
+  t.equal(v.objectOwner(idx), v.vid);
+  t.same(v.allocatedRanges(), [{ offset: idx * v.objectSize, length: v.objectSize }], 'offset 2^53 - 4 MiB, exact');
+  await t.rejects(
+    v.write(d, top + 4096),
+    { code: 'SHEEPDOG_ERR_INVALID_ARGUMENT' },
+    'past 2^53 - 1: refused, not rounded',
+  );
+  await v.close();
+  const r = await client.openVdi('huge');
+  t.ok((await r.read(top, 4096)).equals(d), 'reads back after reopen');
+  await r.close();
+  await client.resizeVdi('huge', size); // same size: no-op
+  await t.rejects(client.resizeVdi('huge', size + 1n), /cannot grow|past sheep/);
+});
