@@ -3,13 +3,14 @@
  * Node startup (`node -e ''`). Runs alternate (A B C A B C ...), so load that
  * comes and goes hits every command alike.
  *
- *   node dist/bench/startup.js [--runs N] [-a HOST:PORT] [--dog PATH] [--json]
+ *   node dist/bench/startup.js [--runs N] [-a HOST:PORT] [--dog PATH] [--baseline MAIN.JS] [--json]
  *
  * Without -a an embedded cluster (`sheepdog serve`, one node, in another
  * process) is started with --vdis VDIs (default 10); with -a the cluster
  * given is listed as it is. --dog PATH adds `dog vdi list` against the same
  * cluster (a real sheep). CPU is user + system time of the child, from
  * /proc/self/stat (Linux; 10 ms ticks, so only the mean over runs means much).
+ * --baseline adds `vdi list` of another build of the CLI (e.g. an older commit's dist/cli/main.js).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -125,7 +126,7 @@ function runCases(cases: Case[], runs: number): CaseResult[] {
 async function main(): Promise<void> {
   const { nodes, flags, values } = parseFlags(process.argv.slice(2), {
     flags: ['json'],
-    values: ['runs', 'dog', 'vdis'],
+    values: ['runs', 'dog', 'vdis', 'baseline'],
   });
   const runs = Number(values.get('runs') ?? 21);
   const m = await machine();
@@ -140,6 +141,9 @@ async function main(): Promise<void> {
     { name: 'sheepdog vdi list', cmd: process.execPath, args: [CLI, 'vdi', 'list', '-a', address] },
     { name: 'sheepdog node list', cmd: process.execPath, args: [CLI, 'node', 'list', '-a', address] },
   ];
+  const baseline = values.get('baseline');
+  if (baseline !== undefined)
+    cases.push({ name: 'vdi list (baseline)', cmd: process.execPath, args: [baseline, 'vdi', 'list', '-a', address] });
   const dog = values.get('dog');
   if (dog !== undefined) cases.push({ name: 'dog vdi list', cmd: dog, args: ['vdi', 'list', '-a', host, '-p', port] });
   let results: CaseResult[];
