@@ -5,7 +5,7 @@
  * in ./protocol) and Vdi. See docs/nbd.md.
  */
 import net from 'node:net';
-import { once } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import { SheepdogClient } from '../client/client.js';
 import type { SnapshotRef } from '../client/names.js';
 import { InvalidArgumentError, NoSpaceError, NoTagError, NoVdiError, ReadOnlyError } from '../errors.js';
@@ -258,12 +258,20 @@ interface OpenExport {
   flags: number;
 }
 
+/** One controller per connection, shared by all its requests in flight (so no listener-count warning). */
+function newConnectionAbort(): AbortController {
+  const ac = new AbortController();
+  setMaxListeners(0, ac.signal);
+  return ac;
+}
+
 class NbdConnection {
   readonly done: Promise<void>;
   private readonly socket: net.Socket;
   private readonly cfg: ServerConfig;
   private readonly decoder: NbdServerDecoder;
-  private readonly abort = new AbortController();
+  /** Aborts every request of this connection when it ends; each request in flight listens on it. */
+  private readonly abort = newConnectionAbort();
   private structured = false;
   private noZeroes = false;
   /** Meta contexts set by SET_META_CONTEXT, and for which export name. */
