@@ -5,6 +5,7 @@ import { parseAddress } from '../../lib/util/address.js';
 import { UsageError } from '../exit.js';
 import { toJson } from '../format.js';
 import { type CommandSpec, bool, str } from '../spec.js';
+import { stopSignal } from '../stop.js';
 
 /** The default NBD port (IANA: nbd 10809). */
 export const NBD_PORT = 10809;
@@ -72,21 +73,7 @@ export const nbdServe: CommandSpec = {
     }
     const server = await startNbdServer({ client, exports: all ? 'all' : pos, listen, readOnly });
 
-    const ac = new AbortController();
-    let why = '';
-    const onSignal = (sig: NodeJS.Signals): void => {
-      why = `${sig}: `;
-      ac.abort();
-    };
-    const outer = ctx.io.signal;
-    const onOuter = (): void => ac.abort();
-    if (outer) {
-      if (outer.aborted) ac.abort();
-      else outer.addEventListener('abort', onOuter, { once: true });
-    } else {
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-    }
+    const stop = stopSignal(ctx.io);
     try {
       const uris = pos.map((name) => server.uri(name));
       const base = server.uri('').replace(/\/$/, '');
@@ -107,12 +94,12 @@ export const nbdServe: CommandSpec = {
           ` over NBD${readOnly ? ' (read-only)' : ''}; try: nbdinfo ${uris[0] ?? base}; Ctrl-C stops`,
       );
       ctx.io.onListening?.(uris);
-      if (!ac.signal.aborted) await new Promise((r) => ac.signal.addEventListener('abort', r, { once: true }));
-      ctx.note(`sheepdog: ${why}stopping (${server.connections} connection${server.connections === 1 ? '' : 's'})`);
+      if (!stop.signal.aborted) await new Promise((r) => stop.signal.addEventListener('abort', r, { once: true }));
+      ctx.note(
+        `sheepdog: ${stop.why}stopping (${server.connections} connection${server.connections === 1 ? '' : 's'})`,
+      );
     } finally {
-      outer?.removeEventListener('abort', onOuter);
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      stop.dispose();
       await server.close();
     }
     return 0;

@@ -5,6 +5,7 @@ import { parseSize } from '../../lib/client/names.js';
 import { UsageError } from '../exit.js';
 import { toJson } from '../format.js';
 import { type CommandSpec, bool, str } from '../spec.js';
+import { stopSignal } from '../stop.js';
 
 function num(v: string | undefined, name: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
@@ -69,26 +70,11 @@ export const serveCommand: CommandSpec = {
     if (o.port !== 0 && (o.port ?? 0) + (o.nodes ?? 3) - 1 > 65535)
       throw new UsageError('--port + --nodes passes port 65535');
 
-    // Stop on the caller's signal (tests, embedding) or on SIGINT / SIGTERM.
-    const ac = new AbortController();
-    let why = '';
-    const onSignal = (sig: NodeJS.Signals): void => {
-      why = `${sig}: `;
-      ac.abort();
-    };
-    const outer = ctx.io.signal;
-    const onOuter = (): void => ac.abort();
-    if (outer) {
-      if (outer.aborted) ac.abort();
-      else outer.addEventListener('abort', onOuter, { once: true });
-    } else {
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-    }
-    ac.signal.addEventListener('abort', () => ctx.note(`sheepdog: ${why}stopping`), { once: true });
+    const stop = stopSignal(ctx.io);
+    stop.signal.addEventListener('abort', () => ctx.note(`sheepdog: ${stop.why}stopping`), { once: true });
     try {
       await serveMemorySheep(o, {
-        signal: ac.signal,
+        signal: stop.signal,
         onListening: (list) => {
           const addresses = [...list];
           if (ctx.json) ctx.out(toJson({ addresses, copies: o.copies ?? 3, lock: o.lock ?? false }));
@@ -101,9 +87,7 @@ export const serveCommand: CommandSpec = {
         },
       });
     } finally {
-      outer?.removeEventListener('abort', onOuter);
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      stop.dispose();
     }
     return 0;
   },
