@@ -5,12 +5,13 @@
  *
  *   sheepdog bench [-a HOST:PORT,...] --vdi NAME [--create SIZE]
  *                  --op read|write --pattern seq|random --bs BYTES --qd N
- *                  (--total BYTES | --seconds S) [--connections N] [--json]
+ *                  (--total BYTES | --seconds S) [--warmup S] [--connections N] [--json]
  *
  * `--json` prints exactly one line whose keys are a contract (outside tools
  * parse it): op, pattern, bs, qd, bytes, seconds, mibps, iops, p50_us,
- * p99_us, max_rss_mb. Progress goes to stderr, only when it is a terminal.
- * The measuring is engine.ts's; docs/benchmarks.md describes the method.
+ * p99_us, max_rss_mb, cpu_ms (new keys are only ever appended). Progress
+ * goes to stderr, only when it is a terminal. `--warmup S` runs the same
+ * workload S seconds first, unmeasured. The measuring is engine.ts's; docs/benchmarks.md describes the method.
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { parseAddress } from '../../lib/util/address.js';
@@ -66,7 +67,7 @@ const MIN_DEFAULT_VDI = 64 * MiB;
 
 const HELP = `Usage: sheepdog bench [-a HOST:PORT,...] --vdi NAME [--create SIZE]
                       --op read|write --pattern seq|random --bs BYTES --qd N
-                      (--total BYTES | --seconds S) [--connections N] [--json]
+                      (--total BYTES | --seconds S) [--warmup S] [--connections N] [--json]
 
 Measure the VDI API at a fixed queue depth: N requests of BYTES each are in
 flight at all times (vdi.read / vdi.write). Sizes accept K, M, G, T, P suffixes.
@@ -86,6 +87,8 @@ Options:
       --qd N                     requests in flight
       --total BYTES              stop after this many bytes
       --seconds S                stop issuing after S seconds
+      --warmup S                 run the same workload for S seconds first, unmeasured
+                                 (steady state apart from cold start; default 0: none)
       --connections N            connections per gateway (default 2)
       --fill / --no-fill         write the whole VDI before measuring
                                  (default: only when reading a VDI this run created)
@@ -98,7 +101,8 @@ Options:
                                  (libsheepdog's sd_vdi_read shape) instead of vdi.read
       --timeout MS               request timeout (default 60000; 0 = none)
       --json                     print one JSON line: op, pattern, bs, qd, bytes, seconds,
-                                 mibps, iops, p50_us, p99_us, max_rss_mb
+                                 mibps, iops, p50_us, p99_us, max_rss_mb, cpu_ms
+                                 (cpu_ms: this process's user + system CPU in the measured phase)
   -h, --help                     show this help
 `;
 
@@ -112,6 +116,7 @@ const OPTIONS = {
   qd: { type: 'string' },
   total: { type: 'string' },
   seconds: { type: 'string' },
+  warmup: { type: 'string' },
   connections: { type: 'string' },
   json: { type: 'boolean' },
   fill: { type: 'boolean' },
@@ -198,6 +203,13 @@ export function parseBenchArgs(
   }
   if ((total === undefined) === (seconds === undefined))
     throw new UsageError('give exactly one of --total and --seconds');
+  let warmup: number | undefined;
+  if (v.warmup !== undefined) {
+    if (!/^\d+(\.\d+)?$/.test(v.warmup)) {
+      throw new UsageError(`--warmup must be a number of seconds (0 or more), got ${JSON.stringify(v.warmup)}`);
+    }
+    warmup = Number(v.warmup);
+  }
   const vdi = v.vdi ?? (nodes === undefined ? 'bench' : undefined);
   if (vdi === undefined) throw new UsageError('--vdi is required with -a');
   if (v.fill && v['no-fill']) throw new UsageError('--fill and --no-fill contradict each other');
@@ -215,6 +227,7 @@ export function parseBenchArgs(
     qd,
     total,
     seconds,
+    warmup,
     connections: wholeNumber(v.connections, 'connections', 1, 64),
     json: v.json === true,
     fill: v.fill ? true : v['no-fill'] ? false : undefined,
@@ -272,8 +285,11 @@ function describe(r: RunStats, o: BenchOptions, where: string): string {
   const lines = [
     `${r.op} ${r.pattern} bs=${formatSize(r.bs)} qd=${r.qd}${o.into ? ' (vdi.readInto)' : ''} on ${where}`,
     `  ${formatSize(r.bytes)} in ${r.seconds.toFixed(2)} s: ${r.mibps.toFixed(1)} MiB/s, ${Math.round(r.iops)} IOPS`,
-    `  latency p50 ${r.p50_us} us, p99 ${r.p99_us} us; peak RSS ${r.max_rss_mb} MiB`,
+    `  latency p50 ${r.p50_us} us, p99 ${r.p99_us} us; peak RSS ${r.max_rss_mb} MiB; CPU ${r.cpu_ms} ms`,
   ];
+  if (r.warmup !== undefined) {
+    lines.push(`  after an unmeasured warm-up of ${r.warmup.seconds.toFixed(2)} s (${r.warmup.requests} requests)`);
+  }
   if (r.spread.length > 1) {
     lines.push(
       `  requests in flight per gateway (mean): ${r.spread.map((s) => `${s.node} ${s.inFlight.toFixed(1)}`).join(', ')}`,

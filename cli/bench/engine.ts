@@ -31,6 +31,8 @@ export interface BenchResult {
   p50_us: number;
   p99_us: number;
   max_rss_mb: number;
+  /** CPU time (user + system) of this process during the measured phase, ms (process.cpuUsage). */
+  cpu_ms: number;
 }
 
 /** Key order of the `--json` line (the contract). */
@@ -46,6 +48,7 @@ export const BENCH_JSON_KEYS = [
   'p50_us',
   'p99_us',
   'max_rss_mb',
+  'cpu_ms',
 ] as const satisfies readonly (keyof BenchResult)[];
 
 const MiB = 2 ** 20;
@@ -108,6 +111,8 @@ export function startEmbeddedCluster(opts: MemorySheepOptions): Promise<Embedded
 export interface RunStats extends BenchResult {
   /** Mean requests in flight per gateway during the run (sampled). */
   spread: { node: string; inFlight: number }[];
+  /** The unmeasured warm-up before the measured phase (`warmup` seconds): its length and requests completed. */
+  warmup: { seconds: number; requests: number } | undefined;
 }
 
 interface Sampler {
@@ -184,6 +189,12 @@ export interface MeasureOptions {
   seconds: number | undefined;
   /** Reads with `vdi.readInto` into one reused buffer per loop (the shape of libsheepdog's sd_vdi_read) instead of `vdi.read`. */
   into?: boolean | undefined;
+  /**
+   * Run the same workload for this many seconds first, unmeasured (not in
+   * bytes, latency, RSS or CPU), so that the measured phase starts warm (JIT,
+   * connections, buffers). 0 or undefined: none.
+   */
+  warmup?: number | undefined;
 }
 
 /**
@@ -191,7 +202,8 @@ export interface MeasureOptions {
  * (or `vdi.readInto`, with `into`) of `bs` bytes as soon as its previous one
  * completes. Offsets are bs-aligned, sequential (shared cursor, wrapping) or
  * uniformly random. Latency is per request, from the call to the settled
- * promise.
+ * promise. With `warmup`, the same loops (same buffers, the offsets going on
+ * where they stop) run that long first; nothing of it is counted.
  */
 export async function measure(
   vdi: Vdi,
@@ -201,10 +213,6 @@ export async function measure(
   const { bs, qd } = o;
   const blocks = Math.floor(vdi.size / bs);
   if (blocks < 1) throw new InvalidArgumentError(`--bs ${bs} is larger than VDI ${vdi.name} (${vdi.size} bytes)`);
-  const maxOps = o.total === undefined ? Number.POSITIVE_INFINITY : Math.ceil(o.total / bs);
-  const hist = createHistogram();
-  let issued = 0;
-  let completed = 0;
   let cursor = 0;
   let seed = 0x2545f491;
   const nextOffset =
@@ -221,6 +229,48 @@ export async function measure(
           return ((seed >>> 0) % blocks) * bs;
         };
   const write = o.op === 'write';
+  const into = !write && o.into === true;
+  const bufs: (Buffer | undefined)[] = [];
+  for (let i = 0; i < qd; i++) {
+    bufs.push(write ? fillPattern(Buffer.allocUnsafe(bs), 0x51ed27 + i) : into ? Buffer.alloc(bs) : undefined);
+  }
+  /** One phase: the qd loops until maxOps requests were issued or the deadline passed; resolves with the requests completed. */
+  const phase = async (
+    maxOps: number,
+    deadline: number,
+    record: ((ns: number) => void) | undefined,
+    onDone: () => void,
+  ): Promise<number> => {
+    let issued = 0;
+    let completed = 0;
+    const loop = async (buf: Buffer | undefined): Promise<void> => {
+      let now = performance.now();
+      while (issued < maxOps && now < deadline) {
+        issued++;
+        const off = nextOffset();
+        const t0 = performance.now();
+        if (buf === undefined) await vdi.read(off, bs);
+        else if (into) await vdi.readInto(buf, off);
+        else await vdi.write(buf, off);
+        now = performance.now();
+        record?.(Math.max(1, Math.round((now - t0) * 1e6)));
+        completed++;
+        onDone();
+      }
+    };
+    await Promise.all(bufs.map(loop));
+    return completed;
+  };
+  let warmup: RunStats['warmup'];
+  if (o.warmup !== undefined && o.warmup > 0) {
+    const w0 = performance.now();
+    const requests = await phase(Number.POSITIVE_INFINITY, w0 + o.warmup * 1000, undefined, () => {});
+    warmup = { seconds: Number(((performance.now() - w0) / 1000).toFixed(4)), requests };
+  }
+  const maxOps = o.total === undefined ? Number.POSITIVE_INFINITY : Math.ceil(o.total / bs);
+  const hist = createHistogram();
+  let completed = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const deadline = o.seconds === undefined ? Number.POSITIVE_INFINITY : start + o.seconds * 1000;
   const sampler = startSampler(hooks.pool, () => {
@@ -229,32 +279,18 @@ export async function measure(
       o.seconds === undefined ? completed / maxOps : Math.min(1, (performance.now() - start) / (o.seconds * 1000)),
     );
   });
-  const into = !write && o.into === true;
-  const loop = async (buf: Buffer | undefined): Promise<void> => {
-    let now = performance.now();
-    while (issued < maxOps && now < deadline) {
-      issued++;
-      const off = nextOffset();
-      const t0 = performance.now();
-      if (buf === undefined) await vdi.read(off, bs);
-      else if (into) await vdi.readInto(buf, off);
-      else await vdi.write(buf, off);
-      now = performance.now();
-      hist.record(Math.max(1, Math.round((now - t0) * 1e6)));
-      completed++;
-    }
-  };
   try {
-    const loops: Promise<void>[] = [];
-    for (let i = 0; i < qd; i++) {
-      const buf = write ? fillPattern(Buffer.allocUnsafe(bs), 0x51ed27 + i) : into ? Buffer.alloc(bs) : undefined;
-      loops.push(loop(buf));
-    }
-    await Promise.all(loops);
+    await phase(
+      maxOps,
+      deadline,
+      (ns) => hist.record(ns),
+      () => completed++,
+    );
   } finally {
     sampler.stop();
   }
   const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   const bytes = completed * bs;
   const round = (x: number, d: number): number => Number(x.toFixed(d));
   return {
@@ -269,6 +305,8 @@ export async function measure(
     p50_us: round(hist.percentile(50) / 1000, 1),
     p99_us: round(hist.percentile(99) / 1000, 1),
     max_rss_mb: round(sampler.peakRss / MiB, 1),
+    cpu_ms: round((cpu.user + cpu.system) / 1000, 1),
     spread: sampler.spread,
+    warmup,
   };
 }

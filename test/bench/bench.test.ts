@@ -7,7 +7,20 @@ import { runBench } from '../../cli/bench/command.js';
 import { startEmbeddedCluster, startEmbeddedThread } from '../../cli/bench/engine.js';
 import { ensureBuilt, sheepdog } from '../cli/helpers.js';
 
-const KEYS = ['op', 'pattern', 'bs', 'qd', 'bytes', 'seconds', 'mibps', 'iops', 'p50_us', 'p99_us', 'max_rss_mb'];
+const KEYS = [
+  'op',
+  'pattern',
+  'bs',
+  'qd',
+  'bytes',
+  'seconds',
+  'mibps',
+  'iops',
+  'p50_us',
+  'p99_us',
+  'max_rss_mb',
+  'cpu_ms',
+];
 
 t.before(async () => {
   await ensureBuilt();
@@ -35,7 +48,7 @@ for (const op of ['read', 'write'] as const) {
     t.equal(j['bs'], 4096, 'sizes accept K suffixes');
     t.equal(j['qd'], 4);
     t.equal(j['bytes'], 4 * 2 ** 20, '--total is honoured (a multiple of bs)');
-    for (const k of ['seconds', 'mibps', 'iops', 'p50_us', 'p99_us', 'max_rss_mb']) {
+    for (const k of ['seconds', 'mibps', 'iops', 'p50_us', 'p99_us', 'max_rss_mb', 'cpu_ms']) {
       const v = j[k];
       t.ok(typeof v === 'number' && Number.isFinite(v) && v > 0, `${k} is a positive number (${String(v)})`);
     }
