@@ -16,6 +16,10 @@
  * returns (e.g. a socket read into one fixed buffer): bodies are then always
  * copies, a header kept across chunks is copied, and only the header passed
  * to `onFrame` may be a view of the chunk, valid during that call.
+ *
+ * A reader that can write straight into memory (a socket read) may ask for
+ * bodyWindow() while a long body is in progress and report the bytes with
+ * bodyReceived(): the body then skips the copy out of a chunk.
  */
 import { Flag, HEADER_SIZE } from './constants.js';
 import { ProtocolError } from './errors.js';
@@ -57,6 +61,7 @@ export class FrameDecoder {
   private pendBody: Uint8Array = EMPTY;
   private pendLen = 0;
   private pendFill = 0;
+  private pendTargeted = false; // pendBody is a buffer bodyTarget gave
   private failed: ProtocolError | undefined;
 
   constructor(opts: FrameDecoderOptions) {
@@ -116,6 +121,44 @@ export class FrameDecoder {
     this.pendBody = EMPTY;
     this.pendLen = 0;
     this.pendFill = 0;
+    this.pendTargeted = false;
+  }
+
+  /**
+   * Where the rest of the body in progress may be received directly (e.g. a
+   * socket read into it instead of into a chunk then copied): the unfilled
+   * part of the decoder's own body buffer, when at least `min` bytes of the
+   * body are still to come. Never a buffer `bodyTarget` gave (the caller
+   * decides what may be written there and when), never while a header is
+   * incomplete. Report what was written with bodyReceived().
+   */
+  bodyWindow(min: number): Uint8Array | undefined {
+    if (this.pendHeader === undefined || this.pendTargeted || this.failed) return undefined;
+    if (this.pendLen - this.pendFill < min) return undefined;
+    if (this.pendBody === EMPTY) this.pendBody = Buffer.allocUnsafeSlow(this.pendLen);
+    return this.pendBody.subarray(this.pendFill, this.pendLen);
+  }
+
+  /** `n` bytes were written at the start of the last bodyWindow(): the frame completes when the body is whole. */
+  bodyReceived(n: number, onFrame: FrameHandler): void {
+    if (this.failed) throw this.failed;
+    if (this.pendHeader === undefined || this.pendTargeted || this.pendBody === EMPTY) {
+      throw new RangeError('bodyReceived without a body window');
+    }
+    if (!Number.isInteger(n) || n < 0 || n > this.pendLen - this.pendFill) {
+      throw new RangeError(`bodyReceived(${n}) with ${this.pendLen - this.pendFill} body bytes to come`);
+    }
+    this.pendFill += n;
+    if (this.pendFill === this.pendLen) this.completeBody(onFrame);
+  }
+
+  private completeBody(onFrame: FrameHandler): void {
+    const h = this.pendHeader as Uint8Array;
+    const b = this.pendBody.length === this.pendLen ? this.pendBody : this.pendBody.subarray(0, this.pendLen);
+    this.pendHeader = undefined;
+    this.pendBody = EMPTY;
+    this.pendTargeted = false;
+    onFrame(h, b);
   }
 
   /** A body lying whole in `chunk`: a view of it, or a copy when chunks are transient. */
@@ -151,13 +194,7 @@ export class FrameDecoder {
         this.pendBody.set(chunk.subarray(off, off + n), this.pendFill);
         this.pendFill += n;
         off += n;
-        if (this.pendFill === this.pendLen) {
-          const h = this.pendHeader;
-          const b = this.pendBody.length === this.pendLen ? this.pendBody : this.pendBody.subarray(0, this.pendLen);
-          this.pendHeader = undefined;
-          this.pendBody = EMPTY;
-          onFrame(h, b);
-        }
+        if (this.pendFill === this.pendLen) this.completeBody(onFrame);
         continue;
       }
       let header: Uint8Array;
@@ -192,6 +229,7 @@ export class FrameDecoder {
       // A header that is a view of a transient chunk must not outlive it.
       this.pendHeader = this.transient && header.buffer === chunk.buffer ? new Uint8Array(header) : header;
       this.pendBody = target ?? EMPTY; // allocated when the first body bytes arrive
+      this.pendTargeted = target !== undefined;
       this.pendLen = len;
       this.pendFill = 0;
     }

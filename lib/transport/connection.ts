@@ -18,7 +18,10 @@
  * - The socket reads into one buffer per connection (`onread`: no new chunk
  *   and no stream machinery per read), decoded by the codec's FrameDecoder in
  *   `transient` mode; a reply body is received straight into a caller's
- *   buffer (`readInto`) or into a buffer of its own.
+ *   buffer (`readInto`) or into a buffer of its own. While a long body of
+ *   its own is arriving, the socket reads straight into that body (the
+ *   onread buffer is chosen per read), skipping the copy; a `readInto`
+ *   target never is (a cancel must stop writes to it at once).
  * - A reply with an unknown id, a header that does not match its request or
  *   an oversize body destroys the socket; every request in flight fails with
  *   SheepProtocolError naming the node and the reason.
@@ -197,12 +200,16 @@ export interface ConnectionStats {
   sent: number;
   replies: number;
   lateReplies: number;
+  /** Socket reads that went straight into a reply body instead of the read buffer. */
+  directReads: number;
 }
 
 const SLAB_MIN = 16 * HEADER_SIZE * 16; // 12 KiB: 256 headers
 const SLAB_KEEP_MAX = 1024 * 1024;
 /** Bytes the socket reads at once into the connection's read buffer. */
 const READ_BUFFER_SIZE = 256 * 1024;
+/** A body with at least this much still to come is read straight into its own buffer. */
+const DIRECT_READ_MIN = 64 * 1024;
 
 let connectionSerial = 0;
 
@@ -282,6 +289,8 @@ export class Connection {
   private receivingLen = 0;
   /** Bytes of an orphan's frame still to discard by hand (see cancel()). */
   private skip = 0;
+  /** The socket's read buffer (see nextReadBuffer). */
+  private readonly readBuf = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
   private skipOp: ConnectionOp | undefined;
   private socketError: Error | undefined;
   private protocolFailure: Error | undefined;
@@ -294,6 +303,7 @@ export class Connection {
   private replyCount = 0;
   /** Reads from the socket since the start (liveness: a connection that reads nothing is silent). */
   received = 0;
+  private directReads = 0;
   /** The first bytes the peer sent, kept until its first valid reply (to tell a non-sheep peer). */
   private sniff: Uint8Array | undefined;
   private sniffLen = 0;
@@ -333,7 +343,9 @@ export class Connection {
       // Read into one buffer per connection instead of a new chunk per read
       // (and no stream machinery per chunk): replies are decoded straight
       // out of it, bodies land in their readInto target or in a copy.
-      onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER_SIZE), callback: this.onRead },
+      // A long body of the connection's own (not a readInto target, which a
+      // cancel must be able to stop at once) is read straight into itself.
+      onread: { buffer: this.nextReadBuffer, callback: this.onRead },
     });
     this.socket.on('connect', this.onConnect);
     this.socket.on('drain', this.onDrain);
@@ -396,6 +408,7 @@ export class Connection {
       sent: this.sentCount,
       replies: this.replyCount,
       lateReplies: this.lateCount,
+      directReads: this.directReads,
     };
   }
 
@@ -743,9 +756,21 @@ export class Connection {
     this.slotFreed();
   }
 
+  /** Where the socket's next read goes: the rest of a long body in progress, or the read buffer. */
+  private readonly nextReadBuffer = (): Uint8Array =>
+    (this.skip === 0 && this._state !== 'closed' && this.decoder.bodyWindow(DIRECT_READ_MIN)) || this.readBuf;
+
   private readonly onRead = (nread: number, buf: Uint8Array): boolean => {
     this.received++;
-    this.onData(buf.subarray(0, nread));
+    if (buf === this.readBuf) this.onData(buf.subarray(0, nread));
+    else {
+      this.directReads++;
+      try {
+        this.decoder.bodyReceived(nread, this.onFrame);
+      } catch (e) {
+        this.onProtocolError(e);
+      }
+    }
     return true;
   };
 

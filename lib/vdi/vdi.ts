@@ -167,10 +167,26 @@ export class Vdi {
     return this.track(p);
   }
 
-  /** Read `length` bytes at `offset`. Holes read as zeros. */
+  /**
+   * Read `length` bytes at `offset`. Holes read as zeros.
+   *
+   * A range inside one object comes back as the reply's own buffer (received
+   * straight from the socket, allocated when the reply arrives rather than
+   * when the request leaves, so a deep queue holds no buffers waiting); a
+   * longer range is assembled into one buffer.
+   */
   async read(offset: number, length: number, o?: IoOptions): Promise<Buffer> {
     this.checkOpen();
     this.checkRange(offset, length);
+    const os = this.objectSize;
+    const idx = Math.floor(offset / os);
+    const within = offset - idx * os;
+    if (length > 0 && length <= MAX_IO && within + length <= os) {
+      if (o === undefined) return this.track(this.readPiece(undefined, idx, within, length, undefined, undefined));
+      return this.call(o, `read of ${this.name}`, (signal) =>
+        this.readPiece(undefined, idx, within, length, undefined, signal),
+      );
+    }
     const out = Buffer.allocUnsafe(length);
     if (o === undefined) return this.track(this.readAt(out, offset, out, undefined));
     return this.call(o, `read of ${this.name}`, (signal) => this.readAt(out, offset, out, signal));
@@ -194,31 +210,59 @@ export class Vdi {
     const idx = Math.floor(offset / os);
     const within = offset - idx * os;
     if (buf.length > 0 && buf.length <= MAX_IO && within + buf.length <= os)
-      return this.readPiece(buf, idx, within, ret, signal);
+      return this.readPiece(buf, idx, within, buf.length, ret, signal);
     return runBounded(splitPieces(os, offset, buf.length, MAX_IO), this.host.maxConcurrency, (p) =>
-      this.readPiece(buf.subarray(p.pos, p.pos + p.len), p.idx, p.within, undefined, signal),
+      this.readPiece(buf.subarray(p.pos, p.pos + p.len), p.idx, p.within, p.len, undefined, signal),
     ).then(() => ret);
   }
 
-  /** Read object `idx` from `within` into all of `dst` (zeros for a hole); resolves with `ret`. */
-  private async readPiece<T>(
+  /**
+   * Read `len` bytes of object `idx` from `within` (zeros for a hole): into
+   * all of `dst`, resolving with `ret`; or, without `dst`, into a new Buffer
+   * (the reply's own body when it is exactly that), resolving with it.
+   */
+  private readPiece(
+    dst: undefined,
+    idx: number,
+    within: number,
+    len: number,
+    ret: undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Buffer>;
+  private readPiece<T>(
     dst: Uint8Array,
     idx: number,
     within: number,
+    len: number,
     ret: T,
     signal: AbortSignal | undefined,
-  ): Promise<T> {
+  ): Promise<T>;
+  private async readPiece<T>(
+    dst: Uint8Array | undefined,
+    idx: number,
+    within: number,
+    len: number,
+    ret: T,
+    signal: AbortSignal | undefined,
+  ): Promise<T | Buffer> {
     const st = this.state;
     for (let attempt = 0; ; attempt++) {
       const v = st.index.get(idx);
       if (v === 0) {
+        if (dst === undefined) return Buffer.alloc(len);
         dst.fill(0);
         return ret;
       }
-      const len = dst.length;
       const h = st.header;
       const gen = st.generation;
-      const opts: RequestOptions = signal === undefined ? { readInto: dst } : { readInto: dst, signal };
+      const opts: RequestOptions =
+        dst === undefined
+          ? signal === undefined
+            ? {}
+            : { signal }
+          : signal === undefined
+            ? { readInto: dst }
+            : { readInto: dst, signal };
       const r = await this.host.transport.request(
         objRequest(Op.READ_OBJ, {
           oid: vidToDataOid(v, idx),
@@ -233,6 +277,7 @@ export class Vdi {
       const res = r.header.result;
       if (res === Result.SUCCESS) {
         const body = r.body;
+        if (dst === undefined) return ownedBody(body, len);
         if (body.buffer !== dst.buffer || body.byteOffset !== dst.byteOffset) dst.set(body.subarray(0, len));
         if (body.length < len) dst.fill(0, body.length);
         return ret;
@@ -501,4 +546,18 @@ function isZero(b: Uint8Array): boolean {
     if (Buffer.compare(b.subarray(off, off + n), ZERO_BLOCK.subarray(0, n)) !== 0) return false;
   }
   return true;
+}
+
+/**
+ * A reply body as the Buffer `read()` returns: the body itself when it is
+ * exactly `len` bytes alone in its memory (the transport gives each reply
+ * body memory of its own), else a copy padded with zeros.
+ */
+function ownedBody(body: Uint8Array, len: number): Buffer {
+  if (body.length === len && body.byteOffset === 0 && body.buffer.byteLength === len) {
+    return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, 0, len);
+  }
+  const out = Buffer.alloc(len);
+  out.set(body.subarray(0, Math.min(len, body.length)));
+  return out;
 }

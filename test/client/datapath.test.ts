@@ -49,6 +49,25 @@ t.test('holes read as zeros without a request', async (t) => {
   await v.close();
 });
 
+t.test('read() inside one object returns memory of its own: no aliasing between reads', async (t) => {
+  const { client } = await withCluster(t);
+  await client.createVdi('own', 16 * MiB);
+  const v = await client.openVdi('own');
+  const d = pattern(2 * MiB, 9);
+  await v.write(d, MiB);
+  const [a, b, hole] = await Promise.all([v.read(MiB, 2 * MiB), v.read(MiB, 2 * MiB), v.read(8 * MiB, 4096)]);
+  t.ok(a.equals(d) && b.equals(d), 'both reads hold the data');
+  t.not(a.buffer, b.buffer, 'two reads never share memory');
+  t.equal(a.buffer.byteLength, a.length, 'the buffer is the data alone (no pool slice)');
+  t.ok(hole.equals(Buffer.alloc(4096)), 'a hole reads as zeros');
+  a.fill(0x55);
+  t.ok(b.equals(d), 'changing one result leaves the other alone');
+  t.ok((await v.read(MiB, 2 * MiB)).equals(d), 'and the next read alone');
+  const small = await v.read(MiB + 3, 5);
+  t.ok(small.equals(d.subarray(3, 8)), 'a short unaligned read');
+  await v.close();
+});
+
 t.test('COW chain: snapshot → clone → snapshot → clone, data at each level', async (t) => {
   const { client } = await withCluster(t);
   const size = 16 * MiB;

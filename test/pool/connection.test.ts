@@ -268,6 +268,70 @@ t.test('timeout while the body is arriving into readInto: the rest is discarded'
   t.equal(conn.stats.lateReplies, 1);
 });
 
+t.test('a long body without readInto is read straight into its own buffer, split any way', async (t) => {
+  const LEN = 3 * 1024 * 1024 + 17;
+  const { conn } = await setup(t, {
+    onRequest: (r) => {
+      const h = r.header;
+      if (h.kind !== 'obj') return;
+      if (h.oid === 5n) {
+        // Header with the first bytes, then uneven pieces: reads land at odd offsets.
+        const body = patternBody(h.oid, 0, h.dataLength);
+        r.reply(Result.SUCCESS, { body: new Uint8Array(0), dataLength: h.dataLength });
+        const cuts = [1, 70_000, 70_001, 1_500_000, 1_500_003, h.dataLength];
+        const pieces: Uint8Array[] = [];
+        let prev = 0;
+        for (const c of cuts) {
+          pieces.push(body.subarray(prev, c));
+          prev = c;
+        }
+        r.conn.writeSlowly(pieces);
+      } else r.auto();
+    },
+  });
+  const before = conn.received;
+  const direct = conn.stats.directReads;
+  const [big, small] = await Promise.all([conn.request(read(5n, LEN)), conn.request(read(6n, 64))]);
+  t.equal(big.body.length, LEN);
+  t.equal(big.body.buffer.byteLength, LEN, 'the body has memory of its own');
+  t.ok(Buffer.from(big.body).equals(patternBody(5n, 0, LEN)), 'every byte in place');
+  t.same(Buffer.from(small.body), patternBody(6n, 0, 64), 'the reply after it is intact');
+  t.ok(conn.received - before >= 2, 'it took several reads');
+  t.ok(conn.stats.directReads - direct >= 1, 'some went straight into the body');
+  const again = await conn.request(read(7n, 100));
+  t.same(Buffer.from(again.body), patternBody(7n, 0, 100), 'the stream stays in sync');
+});
+
+t.test('abort while a long body is read straight into its own buffer: dropped, stream in sync', async (t) => {
+  let sendRest: (() => void) | undefined;
+  const LEN = 1024 * 1024;
+  const { conn } = await setup(t, {
+    onRequest: (r) => {
+      const h = r.header;
+      if (h.kind !== 'obj') return;
+      if (h.oid !== 1n) {
+        r.auto();
+        return;
+      }
+      const body = Buffer.alloc(h.dataLength, 0xee);
+      r.reply(Result.SUCCESS, { body: new Uint8Array(0), dataLength: h.dataLength });
+      r.conn.write(body.subarray(0, 300_000));
+      sendRest = () => r.conn.writeSlowly([body.subarray(300_000, 700_000), body.subarray(700_000)]);
+    },
+  });
+  const ac = new AbortController();
+  const p = conn.request(read(1n, LEN), undefined, { signal: ac.signal });
+  const lateBefore = conn.stats.lateReplies;
+  while (conn.stats.directReads < 1) await new Promise((r) => setImmediate(r));
+  ac.abort();
+  t.ok((await p.catch((x: unknown) => x)) instanceof AbortError);
+  sendRest?.();
+  const r2 = await conn.request(read(2n, 32));
+  t.same(Buffer.from(r2.body), patternBody(2n, 0, 32), 'the stream stays in sync');
+  t.equal(conn.stats.lateReplies, lateBefore + 1, 'the late body was dropped');
+  t.equal(conn.orphans, 0);
+});
+
 t.test('past maxOrphans the connection is retired and closes once idle', async (t) => {
   const retired: Connection[] = [];
   const fake = await FakeSheep.start({ hold: true });

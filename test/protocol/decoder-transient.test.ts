@@ -118,3 +118,93 @@ t.test('not transient: a body whole in the chunk is still a view (the default is
   d.push(bytes, (_h, b) => (body = b));
   t.equal(body?.buffer, bytes.buffer);
 });
+
+// The connection's socket reads straight into bodyWindow() while a long body
+// is in progress (and into its read buffer otherwise). Simulate that reader:
+// random read sizes, each read going where the decoder says, and check every
+// frame against the plain decode.
+t.test('direct body windows: a reader filling bodyWindow() gets the same frames', async (t) => {
+  let windows = 0;
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 0, max: 5000 }), { minLength: 1, maxLength: 10 }),
+      fc.array(fc.integer({ min: 1, max: 4000 }), { minLength: 1, maxLength: 60 }),
+      fc.integer({ min: 1, max: 2000 }),
+      fc.boolean(),
+      (lens, reads, min, withTarget) => {
+        const { bytes, frames } = stream(lens);
+        const readBuf = new Uint8Array(4096);
+        const targets = new Map<number, Uint8Array>();
+        const d = new FrameDecoder({
+          direction: 'response',
+          transient: true,
+          ...(withTarget && {
+            bodyTarget: (h: Uint8Array, len: number): Uint8Array | undefined => {
+              const id = new DataView(h.buffer, h.byteOffset).getUint32(8, true);
+              if (id % 2 !== 0) return undefined;
+              const b = new Uint8Array(len);
+              targets.set(id, b);
+              return b;
+            },
+          }),
+        });
+        const got: { id: number; body: Uint8Array }[] = [];
+        const onFrame = (h: Uint8Array, b: Uint8Array): void => {
+          got.push({ id: new DataView(h.buffer, h.byteOffset).getUint32(8, true), body: b });
+        };
+        let off = 0;
+        let r = 0;
+        while (off < bytes.length) {
+          const want = reads[r++ % reads.length] as number;
+          const w = d.bodyWindow(min);
+          if (w !== undefined) {
+            // Never a caller's target: those stay under the caller's control.
+            for (const tg of targets.values()) if (tg.buffer === w.buffer) throw new Error('window into a target');
+            windows++;
+            const n = Math.min(want, w.length, bytes.length - off);
+            w.set(bytes.subarray(off, off + n));
+            off += n;
+            d.bodyReceived(n, onFrame);
+          } else {
+            const n = Math.min(want, readBuf.length, bytes.length - off);
+            readBuf.set(bytes.subarray(off, off + n));
+            off += n;
+            d.push(readBuf.subarray(0, n), onFrame);
+            readBuf.fill(0xee);
+          }
+        }
+        if (!d.idle) throw new Error('decoder not idle at the end');
+        if (got.length !== frames.length) throw new Error(`${got.length} frames of ${frames.length}`);
+        for (let i = 0; i < frames.length; i++) {
+          const f = frames[i] as Frame;
+          const g = got[i] as { id: number; body: Uint8Array };
+          if (g.id !== f.id || Buffer.compare(g.body, f.body) !== 0) throw new Error(`frame ${f.id} differs`);
+        }
+        return true;
+      },
+    ),
+    { numRuns: 400 },
+  );
+  t.ok(windows > 100, `the runs used direct windows (${windows} reads)`);
+});
+
+t.test(
+  'bodyWindow: none between frames, for a short rest, or after an error; bodyReceived checks its count',
+  async (t) => {
+    const { bytes } = stream([10_000]);
+    const d = new FrameDecoder({ direction: 'response', transient: true });
+    t.equal(d.bodyWindow(1), undefined, 'nothing in progress');
+    const frames: Uint8Array[] = [];
+    d.push(bytes.subarray(0, HEADER_SIZE + 100), (_h, b) => frames.push(b));
+    t.equal(d.bodyWindow(9_901), undefined, 'fewer than min bytes to come');
+    const w = d.bodyWindow(9_900);
+    t.equal(w?.length, 9_900, 'the rest of the body');
+    t.throws(() => d.bodyReceived(9_901, () => undefined), RangeError, 'more than the window');
+    w?.set(bytes.subarray(HEADER_SIZE + 100));
+    d.bodyReceived(9_900, (_h, b) => frames.push(b));
+    t.equal(frames.length, 1);
+    t.same(Buffer.from(frames[0] as Uint8Array), Buffer.from(bytes.subarray(HEADER_SIZE)));
+    t.equal(d.bodyWindow(1), undefined, 'frame done');
+    t.throws(() => d.bodyReceived(1, () => undefined), RangeError, 'no window');
+  },
+);
