@@ -27,7 +27,7 @@ cflags=${CFLAGS:--O2 -Wall}
 out="$here/build"
 mkdir -p "$out"
 # shellcheck disable=SC2086 # CFLAGS is a list of words
-"$cc" $cflags -o "$out/null-sheep" "$here/null-sheep.c"
+"$cc" $cflags -o "$out/null-sheep" "$here/null-sheep.c" -lpthread
 # shellcheck disable=SC2086
 "$cc" $cflags -I"$inc" -o "$out/sd-bench" "$here/sd-bench.c" \
   -L"$lib" -Wl,-rpath,"$lib" -lsheepdog -lpthread -lm

@@ -6,6 +6,7 @@
 // with the contract keys, in order, and did real I/O.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
@@ -33,8 +34,8 @@ async function build(): Promise<string | undefined> {
 }
 
 /** Start null-sheep on a free port; resolves with its address once it printed `listening HOST:PORT`. */
-function startNullSheep(): Promise<{ child: ChildProcess; address: string; stderr: () => string }> {
-  const child = spawn(join(BUILD, 'null-sheep'), ['--port', '0', '--vdi-size', '256M'], {
+function startNullSheep(extra: string[] = []): Promise<{ child: ChildProcess; address: string; stderr: () => string }> {
+  const child = spawn(join(BUILD, 'null-sheep'), ['--port', '0', '--vdi-size', '256M', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
@@ -66,6 +67,76 @@ function checkLine(t: Test, out: string, op: string, bs: number, qd: number, tot
   t.equal(j['bytes'], total, '--total is honoured');
   t.ok((j['iops'] as number) > 0, `iops > 0 (${String(j['iops'])})`);
   t.ok((j['p99_us'] as number) >= (j['p50_us'] as number), 'p99 >= p50');
+}
+
+/** sd_hash_vdi: FNV-1a 64 of the name, low 24 bits. */
+function sdHashVdi(name: string): number {
+  let h = 0xcbf29ce484222325n;
+  for (const c of Buffer.from(name)) h = ((h ^ BigInt(c)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return Number(h & 0xffffffn);
+}
+
+/** Pipelined requests, written in small pieces: every reply in full, in order. */
+async function pipelined(t: Test, address: string): Promise<void> {
+  const [host, port] = address.split(':');
+  const hdr = (op: number, flags: number, id: number, len: number, oid: bigint, off = 0): Buffer => {
+    const h = Buffer.alloc(48);
+    h.writeUInt8(2, 0);
+    h.writeUInt8(op, 1);
+    h.writeUInt16LE(flags, 2);
+    h.writeUInt32LE(id, 8);
+    h.writeUInt32LE(len, 12);
+    h.writeBigUInt64LE(oid, 16);
+    h.writeUInt32LE(off, 40);
+    return h;
+  };
+  const name = Buffer.alloc(256);
+  name.write('cpeer-pipe');
+  const MiB4 = 4 * 2 ** 20;
+  const payload = Buffer.alloc(MiB4, 0x5a);
+  const reqs = Buffer.concat([
+    hdr(0x14, 1, 1, 256, 0n), // GET_VDI_INFO
+    name,
+    hdr(0x03, 1, 2, MiB4, 7n << 32n), // WRITE_OBJ, 4 MiB payload
+    payload,
+    hdr(0x02, 0, 3, 4096, 7n << 32n, 8192), // READ_OBJ of a data object
+    hdr(0x02, 0, 4, MiB4, (7n << 32n) | 1n), // READ_OBJ, 4 MiB
+  ]);
+  const sock = connect(Number(port), host);
+  const chunks: Buffer[] = [];
+  const want = 48 + 48 + 48 + 4096 + 48 + MiB4;
+  const got = new Promise<Buffer>((resolve, reject) => {
+    let n = 0;
+    sock.on('data', (b: Buffer) => {
+      chunks.push(b);
+      n += b.length;
+      if (n >= want) resolve(Buffer.concat(chunks));
+    });
+    sock.on('error', reject);
+    sock.on('close', () => reject(new Error(`closed after ${n} of ${want} bytes`)));
+  });
+  for (let i = 0; i < reqs.length; i += 7001) sock.write(reqs.subarray(i, i + 7001));
+  const r = await got;
+  sock.destroy();
+  t.equal(r.length, want, 'nothing more than the replies');
+  let at = 0;
+  const next = (id: number, len: number): number => {
+    t.equal(r.readUInt32LE(at + 8), id, `reply ${id} in order`);
+    t.equal(r.readUInt32LE(at + 12), len, `reply ${id}: data_length ${len}`);
+    t.equal(r.readUInt32LE(at + 16), 0, `reply ${id}: SUCCESS`);
+    const h = at;
+    at += 48 + len;
+    return h;
+  };
+  const info = next(1, 0);
+  t.equal(r.readUInt32LE(info + 24), sdHashVdi('cpeer-pipe'), 'vid = sheep hash of the name');
+  next(2, 0);
+  const small = next(3, 4096);
+  t.ok(
+    r.subarray(small + 48, small + 48 + 4096).every((b) => b === 0),
+    'data objects read as zeros',
+  );
+  next(4, MiB4);
 }
 
 /** `sheepdog bench ARGS` in this process. */
@@ -105,6 +176,16 @@ t.test('C peer: sd-bench and sheepdog bench against null-sheep', { skip: skip ??
     t.equal(ours.code, 0, ours.err);
     t.test(`sheepdog bench ${op}`, async (t) => checkLine(t, ours.out, op, 4096, 4, 2 * 2 ** 20));
   }
+  await t.test('null-sheep (threads): pipelined requests written in small pieces, answered in full', (t) =>
+    pipelined(t, ns.address),
+  );
+  await t.test('null-sheep --epoll: the same', async (t) => {
+    const ep = await startNullSheep(['--epoll']);
+    t.teardown(() => ep.child.kill('SIGKILL'));
+    await pipelined(t, ep.address);
+    t.equal(ep.stderr(), '', 'nothing on stderr');
+  });
+
   const bad = await run(join(BUILD, 'sd-bench'), ['-a', ns.address, '--op', 'read']).catch(
     (e: { code?: number; stderr?: string }) => e,
   );
