@@ -13,11 +13,28 @@ export function formatSize(n: number): string {
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${UNITS[u]}`;
 }
 
+let lastMinute = NaN;
+let lastDate = '';
+let lastTz: string | undefined;
+
 /** Local time as dog prints it: "2024-05-01 13:45". */
 export function formatDate(d: Date | null): string {
   if (d === null) return '-';
+  // VDIs made together share their minute: a listing formats each minute once
+  // (the local-time fields cost a time-zone lookup each). An invalid date's
+  // minute is NaN and never matches.
+  const minute = Math.floor(d.getTime() / 60_000);
+  const tz = process.env['TZ'];
+  if (minute === lastMinute && tz === lastTz) return lastDate;
   const p = (x: number): string => String(x).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+  const s = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+  // A UTC minute is one local minute only under a whole-minute zone offset (not the LMT of old dates).
+  if (d.getSeconds() === d.getUTCSeconds()) {
+    lastMinute = minute;
+    lastDate = s;
+    lastTz = tz;
+  }
+  return s;
 }
 
 export function formatDuration(ms: number): string {
@@ -42,9 +59,14 @@ export function escapeControls(s: string): string {
 
 export type Align = 'left' | 'right';
 
+/** Control characters that escapeControls rewrites. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
 /** Columns padded to their widest cell; header row first. */
 export function table(header: string[], cells: string[][], align: Align[] = []): string {
-  const rows = cells.map((r) => r.map(escapeControls));
+  // One scan of every cell (joined) instead of a replace per cell: names with control characters are rare.
+  const rows = cells.some((r) => CONTROL.test(r.join(''))) ? cells.map((r) => r.map(escapeControls)) : cells;
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
     cells

@@ -38,25 +38,19 @@ import {
 } from '../../protocol/header.js';
 import { oidHex, vidToAttrOid, vidToDataOid, vidToVdiOid } from '../../protocol/oid.js';
 import type { VnodeRing } from '../../protocol/placement.js';
+// The record files themselves, not the records barrel: a module loads only the codecs it uses.
+import { decodeVdiAttr, encodeVdiAttr } from '../../protocol/records/attr.js';
+import { decodeClusterInfo, decodeEpochLogs, epochLogStride } from '../../protocol/records/cluster.js';
 import {
   INODE_OFF,
   type InodeHeader,
-  type SdNode,
-  type VdiState,
-  bitmapSetBits,
-  bitmapTest,
   dataVdiIdOffset,
-  decodeClusterInfo,
-  decodeEpochLogs,
   decodeInodeHeader,
-  decodeNodeList,
-  decodeVdiAttr,
-  decodeVdiStates,
-  encodeVdiAttr,
-  encodeVdiNameBody,
-  epochLogStride,
   objectCount,
-} from '../../protocol/records.js';
+} from '../../protocol/records/inode.js';
+import { encodeVdiNameBody } from '../../protocol/records/name-body.js';
+import { type SdNode, decodeNodeList } from '../../protocol/records/node.js';
+import { type VdiState, decodeVdiStates } from '../../protocol/records/vdi-state.js';
 import {
   InvalidArgumentError,
   NoObjError,
@@ -87,7 +81,7 @@ import { type PoolOptions, SheepdogPool } from '../transport/pool.js';
 import { formatAddress, parseAddress } from '../util/address.js';
 import { runBounded } from '../util/bounded.js';
 import type { Reply, RequestOptions, Transport } from '../transport/types.js';
-import { FlatIndex, HyperIndex, type IndexIO, type VdiIndex } from '../vdi/vdi-index.js';
+import type { FlatIndex, IndexIO, VdiIndex } from '../vdi/vdi-index.js';
 import type { Vdi } from '../vdi/vdi.js';
 import { type IoOptions, abortedError, callSignal } from '../util/signal.js';
 import type { VdiHost, VdiCore } from '../vdi/core.js';
@@ -98,6 +92,8 @@ import type { BackupHost, BackupOptions, BackupStream, RestoreOptions, RestoreRe
 const vdiModules = () => Promise.all([import('../vdi/vdi.js'), import('../vdi/core.js')]);
 const placement = () => import('../../protocol/placement.js');
 const backup = () => import('./backup.js');
+// The inode index classes (flat and B-tree): `vdi list` needs them only for hyper volumes.
+const vdiIndex = () => import('../vdi/vdi-index.js');
 
 export interface ClientOptions extends PoolOptions {
   /** Use this transport instead of creating a pool (tests, custom routing). */
@@ -312,6 +308,62 @@ const LIST_INDEX_BYTES = 4096;
 /** listVdis: inode reads in flight (they are small; sheep answers them in parallel). */
 const LIST_CONCURRENCY = 64;
 
+/** A block of zero index slots (listVdis compares 1 KiB of the index at a time with it). */
+const ZERO_SLOTS = new Uint8Array(1024);
+
+/**
+ * Slots of a flat index (`n` little-endian u32 at the start of `idx`) owned by
+ * `vid` (used) and by another VDI (shared). All-zero 1 KiB blocks, most of a
+ * thin VDI's index, are skipped with one native compare each.
+ */
+function tallyIndex(idx: Uint8Array, n: number, vid: number): { used: number; shared: number } {
+  let used = 0;
+  let shared = 0;
+  const per = ZERO_SLOTS.length >>> 2;
+  for (let k = 0; k < n; k += per) {
+    const m = Math.min(per, n - k);
+    const start = 4 * k;
+    if (Buffer.compare(idx.subarray(start, start + 4 * m), ZERO_SLOTS.subarray(0, 4 * m)) === 0) continue;
+    for (let o = start, end = start + 4 * m; o < end; o += 4) {
+      const v =
+        ((idx[o] as number) |
+          ((idx[o + 1] as number) << 8) |
+          ((idx[o + 2] as number) << 16) |
+          ((idx[o + 3] as number) << 24)) >>>
+        0;
+      if (v === vid) used++;
+      else if (v !== 0) shared++;
+    }
+  }
+  return { used, shared };
+}
+
+/**
+ * The vids set in the READ_VDIS bitmap `inuse` and not in the READ_DEL_VDIS
+ * bitmap `deleted` (which may be shorter, or empty), ascending, without vid 0.
+ * @internal
+ */
+export function liveVids(inuse: Uint8Array, deleted: Uint8Array): number[] {
+  const nbytes = Math.min(inuse.length, SD_NR_VDIS >>> 3);
+  const out: number[] = [];
+  const bits = (byte: number): void => {
+    let v = inuse[byte] as number;
+    if (byte < deleted.length) v &= ~(deleted[byte] as number);
+    while (v !== 0) {
+      const low = v & -v;
+      const vid = byte * 8 + 31 - Math.clz32(low);
+      if (vid !== 0) out.push(vid);
+      v ^= low;
+    }
+  };
+  // The non-zero bytes, found by the regexp engine over the bitmap as a latin1
+  // string (native code, where a loop over 512 Ki words would run cold).
+  const text = Buffer.from(inuse.buffer, inuse.byteOffset, nbytes).toString('latin1');
+  const nonZero = /[^\0]/g;
+  for (let m = nonZero.exec(text); m !== null; m = nonZero.exec(text)) bits(m.index);
+  return out;
+}
+
 function tsToDate(t: bigint): Date {
   const sec = Number(t >> 32n);
   const nsec = Number(t & 0xffffffffn);
@@ -445,6 +497,7 @@ export class SheepdogClient {
 
   private async loadIndex(h: InodeHeader): Promise<VdiIndex> {
     const oid = vidToVdiOid(h.vdiId);
+    const { FlatIndex, HyperIndex } = await vdiIndex();
     if (h.storePolicy === StorePolicy.HYPER) return HyperIndex.load(this.indexIO, oid);
     return FlatIndex.load(this.indexIO, oid, Math.min(objectCount(h.vdiSize, h.blockSizeShift), SD_INODE_DATA_INDEX));
   }
@@ -489,6 +542,11 @@ export class SheepdogClient {
         else shared += os;
       }
     }
+    return this.infoOf(h, used, shared);
+  }
+
+  /** VdiInfo of an inode header whose used and shared bytes are known. */
+  private infoOf(h: InodeHeader, used: number, shared: number): VdiInfo {
     const snapshot = h.snapCtime !== 0n;
     return {
       name: h.name,
@@ -996,6 +1054,7 @@ export class SheepdogClient {
       });
       if (r !== Result.SUCCESS && r !== Result.OID_EXIST) throw responseError(r, `preallocate ${h.name}`);
     });
+    const { FlatIndex } = await vdiIndex();
     const index = new FlatIndex(new Uint32Array(n).fill(h.vdiId));
     await index.persist(this.indexIO, vidToVdiOid(h.vdiId), idxs);
   }
@@ -1053,53 +1112,56 @@ export class SheepdogClient {
         this.req(plainRequest(Op.READ_DEL_VDIS, { dataLength: VDI_BITMAP_SIZE })),
       ]);
       const deleted = del.header.result === Result.SUCCESS ? del.body : new Uint8Array(0);
-      const vids: number[] = [];
-      for (const v of bitmapSetBits(inuse.body, SD_NR_VDIS))
-        if (v !== 0 && !(deleted.length && bitmapTest(deleted, v))) vids.push(v);
+      const vids = liveVids(inuse.body, deleted);
       const out: (VdiInfo | undefined)[] = new Array(vids.length);
-      await runBounded(
-        vids.map((v, i) => [v, i] as const),
-        Math.max(this.maxConcurrency, LIST_CONCURRENCY),
-        async ([vid, i]) => {
-          const oid = vidToVdiOid(vid);
-          let b: Uint8Array;
-          try {
-            b = await readObject(this.io, oid, 0, SD_INODE_HEADER_SIZE + LIST_INDEX_BYTES);
-          } catch (e) {
-            if (e instanceof NoObjError) return; // vid reserved, inode gone
-            throw e;
-          }
-          const h = decodeInodeHeader(b);
-          if (h.name === '') return; // deleted
-          if (h.storePolicy === StorePolicy.HYPER) {
-            out[i] = this.info(h, await this.loadIndex(h));
-            return;
-          }
-          const count = Math.min(objectCount(h.vdiSize, h.blockSizeShift), SD_INODE_DATA_INDEX);
-          let used = 0;
-          let shared = 0;
-          const tally = (idx: Uint8Array, n: number): void => {
-            const dv = new DataView(idx.buffer, idx.byteOffset, idx.byteLength);
-            for (let k = 0; k < n; k++) {
-              const v = dv.getUint32(4 * k, true);
-              if (v === h.vdiId) used++;
-              else if (v !== 0) shared++;
-            }
-          };
-          const have = Math.min(count, (b.length - SD_INODE_HEADER_SIZE) >>> 2);
-          tally(b.subarray(SD_INODE_HEADER_SIZE), have);
-          if (count > have) {
-            const rest = await readObject(this.io, oid, SD_INODE_HEADER_SIZE + 4 * have, 4 * (count - have));
-            if (rest.length !== 4 * (count - have))
-              throw new SheepdogError(`inode index read returned ${rest.length} bytes, expected ${4 * (count - have)}`);
-            tally(rest, count - have);
-          }
-          const os = 2 ** h.blockSizeShift;
-          out[i] = { ...this.info(h), used: used * os, shared: shared * os };
-        },
-      );
+      let next = 0;
+      // Each worker reads its inodes one after the other into a buffer of its own
+      // (readInto: no new buffer per reply); a header is decoded and its index
+      // tallied before the worker's next read reuses the buffer.
+      const worker = async (): Promise<void> => {
+        const buf = new Uint8Array(SD_INODE_HEADER_SIZE + LIST_INDEX_BYTES);
+        while (next < vids.length) {
+          const i = next++;
+          const info = await this.listOne(vids[i] as number, buf);
+          if (info !== undefined) out[i] = info;
+        }
+      };
+      const workers: Promise<void>[] = [];
+      for (let k = Math.min(Math.max(this.maxConcurrency, LIST_CONCURRENCY), vids.length); k > 0; k--)
+        workers.push(worker());
+      // Every worker settles before the first error is thrown (as runBounded).
+      const settled = await Promise.allSettled(workers);
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
       return out.filter((x): x is VdiInfo => x !== undefined);
     });
+  }
+
+  /** listVdis: one inode, read into `buf` (header and the first LIST_INDEX_BYTES of its index); undefined if it is gone. */
+  private async listOne(vid: number, buf: Uint8Array): Promise<VdiInfo | undefined> {
+    const oid = vidToVdiOid(vid);
+    let b: Uint8Array;
+    try {
+      b = await readObject(this.io, oid, 0, buf.length, { readInto: buf });
+    } catch (e) {
+      if (e instanceof NoObjError) return undefined; // vid reserved, inode gone
+      throw e;
+    }
+    const h = decodeInodeHeader(b);
+    if (h.name === '') return undefined; // deleted
+    if (h.storePolicy === StorePolicy.HYPER) return this.info(h, await this.loadIndex(h));
+    const count = Math.min(objectCount(h.vdiSize, h.blockSizeShift), SD_INODE_DATA_INDEX);
+    const have = Math.min(count, (b.length - SD_INODE_HEADER_SIZE) >>> 2);
+    const t = tallyIndex(b.subarray(SD_INODE_HEADER_SIZE), have, h.vdiId);
+    if (count > have) {
+      const rest = await readObject(this.io, oid, SD_INODE_HEADER_SIZE + 4 * have, 4 * (count - have));
+      if (rest.length !== 4 * (count - have))
+        throw new SheepdogError(`inode index read returned ${rest.length} bytes, expected ${4 * (count - have)}`);
+      const r = tallyIndex(rest, count - have, h.vdiId);
+      t.used += r.used;
+      t.shared += r.shared;
+    }
+    const os = 2 ** h.blockSizeShift;
+    return this.infoOf(h, t.used * os, t.shared * os);
   }
 
   /**
