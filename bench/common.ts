@@ -138,11 +138,11 @@ export function sourceVersion(): { commit: string; dirty: boolean } | undefined 
   }
 }
 
-/** Write `data` (plus the source version) to bench/results/<stamp>-<kind>.json; returns the path. */
-export function saveResult(kind: string, data: object): string {
-  mkdirSync(RESULTS_DIR, { recursive: true });
+/** Write `data` (plus the source version) to bench/results/<stamp>-<kind>.json (or into `dir`); returns the path. */
+export function saveResult(kind: string, data: object, dir = RESULTS_DIR): string {
+  mkdirSync(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const file = join(RESULTS_DIR, `${stamp}-${kind}.json`);
+  const file = join(dir, `${stamp}-${kind}.json`);
   writeFileSync(file, `${JSON.stringify({ ...data, source: sourceVersion() }, null, 2)}\n`);
   return file;
 }
