@@ -11,6 +11,13 @@
  * cluster (a real sheep). CPU is user + system time of the child, from
  * /proc/self/stat (Linux; 10 ms ticks, so only the mean over runs means much).
  * --baseline adds `vdi list` of another build of the CLI (e.g. an older commit's dist/cli/main.js).
+ *
+ * NODE_EXTRA_CA_CERTS, when set (sandboxes and CI images often set it), makes
+ * every Node process parse that certificate bundle at startup: on the 2-core
+ * VM of docs/benchmarks.md about 65 ms of CPU, more than bare Node's own
+ * startup without it. It weighs on `node -e ''` as on the CLI, so the ratios
+ * depend on it: when it is set, the table adds `node -e ''` without it, and
+ * --no-extra-ca runs every case without it.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -31,6 +38,8 @@ interface Case {
   name: string;
   cmd: string;
   args: string[];
+  /** Environment of the child (default: this process's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 interface CaseResult {
@@ -96,12 +105,12 @@ function runCases(cases: Case[], runs: number): CaseResult[] {
   const cpu = cases.map(() => 0);
   let cpuKnown = true;
   // One unmeasured round: the page cache and the cluster warm up.
-  for (const c of cases) spawnSync(c.cmd, c.args, { stdio: 'ignore' });
+  for (const c of cases) spawnSync(c.cmd, c.args, { stdio: 'ignore', env: c.env ?? process.env });
   for (let r = 0; r < runs; r++) {
     cases.forEach((c, i) => {
       const c0 = childCpuMs();
       const t0 = process.hrtime.bigint();
-      const res = spawnSync(c.cmd, c.args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      const res = spawnSync(c.cmd, c.args, { stdio: ['ignore', 'ignore', 'pipe'], env: c.env ?? process.env });
       const t1 = process.hrtime.bigint();
       const c1 = childCpuMs();
       if (res.status !== 0) throw new Error(`${c.name} failed (${res.status}): ${res.stderr?.toString().trim()}`);
@@ -125,10 +134,12 @@ function runCases(cases: Case[], runs: number): CaseResult[] {
 
 async function main(): Promise<void> {
   const { nodes, flags, values } = parseFlags(process.argv.slice(2), {
-    flags: ['json'],
+    flags: ['json', 'no-extra-ca'],
     values: ['runs', 'dog', 'vdis', 'baseline'],
   });
   const runs = Number(values.get('runs') ?? 21);
+  const extraCa = process.env['NODE_EXTRA_CA_CERTS'];
+  if (flags.has('no-extra-ca')) delete process.env['NODE_EXTRA_CA_CERTS'];
   const m = await machine();
   warnIfBusy(m);
   const server = nodes === undefined ? await embedded(Number(values.get('vdis') ?? 10)) : undefined;
@@ -141,6 +152,11 @@ async function main(): Promise<void> {
     { name: 'sheepdog vdi list', cmd: process.execPath, args: [CLI, 'vdi', 'list', '-a', address] },
     { name: 'sheepdog node list', cmd: process.execPath, args: [CLI, 'node', 'list', '-a', address] },
   ];
+  if (extraCa !== undefined && !flags.has('no-extra-ca')) {
+    const env = { ...process.env };
+    delete env['NODE_EXTRA_CA_CERTS'];
+    cases.splice(1, 0, { name: "node -e '' (no NODE_EXTRA_CA_CERTS)", cmd: process.execPath, args: ['-e', ''], env });
+  }
   const baseline = values.get('baseline');
   if (baseline !== undefined)
     cases.push({ name: 'vdi list (baseline)', cmd: process.execPath, args: [baseline, 'vdi', 'list', '-a', address] });
@@ -153,9 +169,17 @@ async function main(): Promise<void> {
     await server?.stop();
   }
   const src = sourceVersion();
-  const file = saveResult('startup', { machine: m, source: src, address, embedded: server !== undefined, results });
+  const extraCaCerts = extraCa === undefined ? 'unset' : flags.has('no-extra-ca') ? 'removed' : 'set';
+  const file = saveResult('startup', {
+    machine: m,
+    source: src,
+    address,
+    embedded: server !== undefined,
+    extraCaCerts,
+    results,
+  });
   if (flags.has('json')) {
-    process.stdout.write(`${JSON.stringify({ machine: m, source: src, results }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ machine: m, source: src, extraCaCerts, results }, null, 2)}\n`);
     return;
   }
   const header = ['command', 'median ms', 'min ms', 'max ms', 'CPU ms (mean)', '× node -e'];
@@ -170,7 +194,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     `${m.cpu}, ${m.nproc} CPUs, node ${m.node}, load ${m.loadavg.join(' ')}, busy before ${Math.round(m.busyBefore * 100)}%; ` +
       `commit ${src ? `${src.commit}${src.dirty ? '+dirty' : ''}` : 'unknown'}; ${runs} runs each, alternating; ` +
-      `cluster ${server ? 'embedded (sheepdog serve)' : address}\n\n`,
+      `cluster ${server ? 'embedded (sheepdog serve)' : address}; ` +
+      `NODE_EXTRA_CA_CERTS ${extraCa === undefined ? 'unset' : flags.has('no-extra-ca') ? 'removed (--no-extra-ca)' : 'set'}\n\n`,
   );
   process.stdout.write(table(header, rows));
   process.stdout.write(`\n${markdownTable(header, rows)}\nsaved ${file}\n`);

@@ -58,6 +58,10 @@ t.test('listVdis: every VDI once, used and shared as getVdi, deleted ones gone',
     await v.write(Buffer.alloc(4096, 1), 9 * 4 * 2 ** 20);
     await v.close();
   }
+  await c.createVdi('list-hyper', 64 * 2 ** 20, { hyper: true });
+  const hv = await c.openVdi('list-hyper');
+  await hv.write(Buffer.alloc(4096, 1), 5 * 4 * 2 ** 20);
+  await hv.close();
   await c.snapshotVdi('list-3', 's1');
   await c.cloneVdi('list-3', 's1', 'list-3-clone');
   await c.deleteVdi('list-5');
@@ -68,12 +72,17 @@ t.test('listVdis: every VDI once, used and shared as getVdi, deleted ones gone',
     list.some((v) => v.name === 'list-5'),
     'the deleted VDI is not listed',
   );
-  t.equal(list.filter((v) => v.name.startsWith('list-')).length, 150 - 1 + 2, 'the others, the snapshot and the clone');
-  for (const v of list.filter((x) => ['list-3', 'list-77', 'list-3-clone', 'list-0'].includes(x.name))) {
+  t.equal(
+    list.filter((v) => v.name.startsWith('list-')).length,
+    150 - 1 + 3,
+    'the others, the snapshot, the clone, the hyper volume',
+  );
+  for (const v of list.filter((x) => ['list-3', 'list-77', 'list-3-clone', 'list-0', 'list-hyper'].includes(x.name))) {
     const g = await c.getVdi(v.name, v.snapshot ? { snapshot: v.snapId } : {});
     t.equal(v.used, g.used, `${v.name}@${v.snapId} used`);
     t.equal(v.shared, g.shared, `${v.name}@${v.snapId} shared`);
   }
   t.equal(list.find((v) => v.name === 'list-77')?.used, 2 * 4 * 2 ** 20, 'two objects written');
+  t.equal(list.find((v) => v.name === 'list-hyper')?.used, 4 * 2 ** 20, 'the hyper volume: its B-tree walked');
   t.equal(list.find((v) => v.name === 'list-3-clone')?.shared, 2 * 4 * 2 ** 20, 'the clone shares them');
 });
