@@ -4,6 +4,7 @@
  *
  *   sd-bench -a HOST:PORT --vdi NAME --op read|write --pattern seq|random
  *            --bs BYTES --qd N (--total BYTES | --seconds S) [--warmup S]
+ *            [--timeout S (default 60; 0 = none)]
  *
  * N threads (N = --qd), each calling sd_vdi_read / sd_vdi_write synchronously
  * on its own buffer (allocated once; for writes filled with the same pattern
@@ -26,7 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 
 enum { OP_READ, OP_WRITE };
@@ -42,7 +46,12 @@ static pthread_mutex_t gen_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t issued, max_ops, cursor;
 static uint32_t seed = 0x2545f491;
 static double deadline;
-static volatile int failed;
+
+/* --timeout: no reply for this long is an error (libsheepdog has none; `sheepdog bench` defaults to 60 s). */
+static double stall_seconds = 60;
+static volatile double last_progress;
+static volatile int closing; /* sd_vdi_close / sd_disconnect under way: the watchdog keeps off the socket */
+static const char *address;
 
 static struct sd_cluster *cluster;
 static struct sd_vdi *vdi;
@@ -118,7 +127,7 @@ static void *run(void *arg)
 {
 	struct worker *w = arg;
 	double now = now_s();
-	while (!failed && now < deadline) {
+	while (now < deadline) {
 		int64_t off = next_offset();
 		if (off < 0)
 			break;
@@ -127,12 +136,13 @@ static void *run(void *arg)
 				      : sd_vdi_write(cluster, vdi, w->buf, bs, off);
 		uint64_t t1 = now_ns();
 		if (r != 0) {
+			/* libsheepdog leaves the other calls in flight blocked: no clean way out */
 			fprintf(stderr, "sd-bench: %s at offset %lld: %s (0x%x)\n", op == OP_READ ? "read" : "write",
 				(long long)off, result_text(r), r);
-			failed = 1;
-			break;
+			_exit(1);
 		}
 		now = (double)t1 * 1e-9;
+		last_progress = now;
 		if (w->record) {
 			if (w->nlat == w->cap) {
 				w->cap = w->cap ? w->cap * 2 : 65536;
@@ -149,8 +159,45 @@ static void *run(void *arg)
 	return NULL;
 }
 
+static void on_sigpipe(int sig)
+{
+	static const char msg[] = "sd-bench: the connection to the sheep was closed (a write failed: EPIPE)\n";
+	(void)sig;
+	if (write(2, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more to do */
+	}
+	_exit(1);
+}
+
+/*
+ * libsheepdog 1.0 does not notice a connection closed under reads in flight
+ * (its reply thread takes EOF for an empty read, and every caller waits on
+ * its eventfd forever), nor a sheep that stops answering: the watchdog sees
+ * both (POLLRDHUP on the socket; no call completed for --timeout seconds).
+ */
+static void *watchdog(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		usleep(100 * 1000);
+		if (closing || !cluster)
+			continue;
+		struct pollfd p = { .fd = cluster->sockfd, .events = POLLRDHUP };
+		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) && !closing) {
+			fprintf(stderr, "sd-bench: %s closed the connection\n", address);
+			_exit(1);
+		}
+		if (stall_seconds > 0 && now_s() - last_progress > stall_seconds && !closing) {
+			fprintf(stderr, "sd-bench: no reply from %s for %g s (--timeout)\n", address, stall_seconds);
+			_exit(1);
+		}
+	}
+	return NULL;
+}
+
 static uint64_t run_phase(struct worker *ws, uint64_t ops, double until, int record)
 {
+	last_progress = now_s();
 	pthread_mutex_lock(&gen_lock);
 	issued = 0;
 	max_ops = ops;
@@ -247,7 +294,7 @@ static void usage(const char *msg, const char *arg)
 	if (msg)
 		fprintf(stderr, "sd-bench: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
 	fprintf(stderr, "usage: sd-bench -a HOST:PORT --vdi NAME --op read|write --pattern seq|random --bs BYTES --qd N\n"
-			"                (--total BYTES | --seconds S) [--warmup S]\n");
+			"                (--total BYTES | --seconds S) [--warmup S] [--timeout S]\n");
 	exit(64);
 }
 
@@ -307,6 +354,8 @@ int main(int argc, char **argv)
 			seconds = parse_seconds(v, "--seconds must be a positive number");
 			if (!(seconds > 0))
 				usage("--seconds must be a positive number", v);
+		} else if (!strcmp(a, "--timeout")) {
+			stall_seconds = parse_seconds(v, "--timeout must be a number of seconds (0 = none)");
 		} else if (!strcmp(a, "--warmup")) {
 			warmup = parse_seconds(v, "--warmup must be a number of seconds (0 = none)");
 		} else
@@ -327,6 +376,15 @@ int main(int argc, char **argv)
 	if ((total == 0) == (seconds < 0))
 		usage("give exactly one of --total and --seconds", NULL);
 
+	address = addr;
+	signal(SIGPIPE, on_sigpipe);
+	last_progress = now_s();
+	pthread_t wd;
+	if (pthread_create(&wd, NULL, watchdog, NULL) != 0) {
+		fprintf(stderr, "sd-bench: cannot start the watchdog thread\n");
+		return 1;
+	}
+	pthread_detach(wd);
 	cluster = sd_connect(addr);
 	if (!cluster) {
 		fprintf(stderr, "sd-bench: cannot connect to %s: %s (0x%x)\n", addr, result_text(errno), errno);
@@ -335,6 +393,7 @@ int main(int argc, char **argv)
 	vdi = sd_vdi_open(cluster, name);
 	if (!vdi) {
 		fprintf(stderr, "sd-bench: cannot open VDI %s: %s (0x%x)\n", name, result_text(errno), errno);
+		closing = 1;
 		sd_disconnect(cluster);
 		return 1;
 	}
@@ -346,6 +405,7 @@ int main(int argc, char **argv)
 	if (blocks < 1) {
 		fprintf(stderr, "sd-bench: --bs %llu is larger than VDI %s (%llu bytes)\n", (unsigned long long)bs, name,
 			(unsigned long long)size);
+		closing = 1;
 		sd_vdi_close(cluster, vdi);
 		sd_disconnect(cluster);
 		return 1;
@@ -371,8 +431,6 @@ int main(int argc, char **argv)
 
 	if (warmup > 0)
 		run_phase(ws, UINT64_MAX, now_s() + warmup, 0);
-	if (failed)
-		goto fail;
 
 	uint64_t ops = total ? (total + bs - 1) / bs : UINT64_MAX;
 	struct rusage ru0, ru1;
@@ -381,8 +439,6 @@ int main(int argc, char **argv)
 	uint64_t completed = run_phase(ws, ops, seconds < 0 ? INFINITY : start + seconds, 1);
 	double elapsed = now_s() - start;
 	getrusage(RUSAGE_SELF, &ru1);
-	if (failed)
-		goto fail;
 
 	size_t n = 0;
 	for (int i = 0; i < qd; i++)
@@ -407,6 +463,7 @@ int main(int argc, char **argv)
 			(double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e3;
 	uint64_t bytes = completed * bs;
 
+	closing = 1;
 	sd_vdi_close(cluster, vdi);
 	sd_disconnect(cluster);
 
@@ -416,8 +473,4 @@ int main(int argc, char **argv)
 	       (unsigned long long)bytes, elapsed, (double)bytes / 1048576.0 / elapsed, (double)completed / elapsed, p50,
 	       p99, (double)ru1.ru_maxrss / 1024.0, cpu_ms);
 	return 0;
-fail:
-	sd_vdi_close(cluster, vdi);
-	sd_disconnect(cluster);
-	return 1;
 }

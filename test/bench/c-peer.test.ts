@@ -186,6 +186,30 @@ t.test('C peer: sd-bench and sheepdog bench against null-sheep', { skip: skip ??
     t.equal(ep.stderr(), '', 'nothing on stderr');
   });
 
+  await t.test('sd-bench: the sheep going away mid-run is an error (exit 1, a message), not a hang', async (t) => {
+    const gone = await startNullSheep(['-vv']);
+    t.teardown(() => gone.child.kill('SIGKILL'));
+    const args = ['-a', gone.address, '--vdi', 'cpeer', '--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '2'];
+    const bench = spawn(join(BUILD, 'sd-bench'), [...args, '--seconds', '20', '--timeout', '10'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    bench.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const done = new Promise<number | null>((r) => bench.once('exit', (code) => r(code)));
+    // -vv logs every request: kill the sheep once data reads are flowing.
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (/op 0x02 .* oid 00/.test(gone.stderr())) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 10);
+    });
+    gone.child.kill('SIGKILL');
+    t.equal(await done, 1, 'exit 1');
+    t.match(err, /^sd-bench: 127\.0\.0\.1:\d+ closed the connection\n$/, 'a message on stderr');
+  });
+
   const bad = await run(join(BUILD, 'sd-bench'), ['-a', ns.address, '--op', 'read']).catch(
     (e: { code?: number; stderr?: string }) => e,
   );
