@@ -287,7 +287,7 @@ export function peerCharts(res: PeerResult & { source?: { commit: string; dirty:
       file: 'peer-rss.svg',
       svg: barChart({
         title: `Peak RSS per run (${SERVER_NAME[rssServer]}, ${mode === 'steady' ? 'steady state' : 'cold'})`,
-        subtitle: sub,
+        subtitle: `${stamp(res)}; the highest of ${res.options.runs} run${res.options.runs === 1 ? '' : 's'}`,
         groups: rows.map((r) => r.name),
         series: [
           { name: 'ours: vdi.read / write', values: pick((s) => s.ours.max_rss_mb) },
