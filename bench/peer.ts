@@ -398,11 +398,16 @@ export function commandFor(
 }
 
 /** Run a program; resolves with its last JSON line. */
-export function runJson(argv: readonly string[], timeoutMs = 30 * 60_000): Promise<BenchLine> {
+export function runJson(
+  argv: readonly string[],
+  timeoutMs = 30 * 60_000,
+  signal?: AbortSignal | undefined,
+): Promise<BenchLine> {
   const [cmd, ...args] = argv;
   if (cmd === undefined) return Promise.reject(new Error('empty command'));
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // An abort (SIGINT/SIGTERM of the runner) stops the program (SIGTERM) and fails the run.
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -487,6 +492,8 @@ export interface RowRunOptions {
   warmup: number;
   programs: Programs;
   onRun?: ((r: PeerRun) => void) | undefined;
+  /** Stops the run in progress and the row. */
+  signal?: AbortSignal | undefined;
 }
 
 /** All runs of one row on one (started) server, in schedule order. */
@@ -504,7 +511,8 @@ export async function runRow(row: Row, o: RowRunOptions): Promise<PeerRun[]> {
       s.mode === 'steady' ? o.warmup : undefined,
     );
     const load1 = round(os.loadavg()[0] ?? 0, 2);
-    const line = await runJson(argv);
+    o.signal?.throwIfAborted();
+    const line = await runJson(argv, undefined, o.signal);
     const run: PeerRun = {
       server: o.server,
       row: row.id,
@@ -672,6 +680,15 @@ export async function main(
   const m = await machine();
   warnIfBusy(m);
   const runs: PeerRun[] = [];
+  // Ctrl-C / SIGTERM: stop the program running, then clean up (null-sheep, the cluster's VDIs) and exit 1.
+  const abort = new AbortController();
+  const signal = abort.signal;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    io.stderr.write(`peer: ${sig}: stopping, cleaning up\n`);
+    abort.abort(new Error(`interrupted (${sig})`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const onRun = (r: PeerRun): void => {
     io.stderr.write(
       `${r.server} ${r.row} ${r.mode} round ${r.round} ${r.variant}: ${fmt(r.iops)} IOPS, p50 ${r.p50_us} us, p99 ${r.p99_us} us\n`,
@@ -682,7 +699,7 @@ export async function main(
       const vdis = server === 'cluster' ? new ClusterVdis(o.address) : undefined;
       try {
         for (const row of o.rows) {
-          const base = { server, runs: o.runs, seconds: o.seconds, warmup: o.warmup, programs, onRun };
+          const base = { server, runs: o.runs, seconds: o.seconds, warmup: o.warmup, programs, onRun, signal };
           if (vdis) {
             const vdi = await vdis.get(row);
             runs.push(...(await runRow(row, { ...base, address: o.address, vdi })));
@@ -702,6 +719,9 @@ export async function main(
   } catch (e) {
     io.stderr.write(`peer: ${(e as Error).message}\n`);
     return 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   const result: PeerResult = {
     kind: 'peer',

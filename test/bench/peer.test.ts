@@ -320,6 +320,39 @@ t.test('runRow: a failing program fails the row with its stderr', async (t) => {
   );
 });
 
+t.test('runRow: an abort stops the program running and the row', async (t) => {
+  const dir = t.testdir({ 'hang.cjs': "process.stdout.write('started\\n'); setInterval(() => {}, 1000);" });
+  const abort = new AbortController();
+  const started = Date.now();
+  const p = runRow(WRITE, {
+    server: 'null',
+    address: 'h:1',
+    vdi: 'v',
+    runs: 3,
+    seconds: undefined,
+    warmup: 0,
+    programs: { ours: [process.execPath, join(dir, 'hang.cjs')], c: [], nullSheep: [] },
+    signal: abort.signal,
+  });
+  setTimeout(() => abort.abort(new Error('interrupted')), 200);
+  await t.rejects(p, /abort/i);
+  t.ok(Date.now() - started < 20_000, 'did not wait for the hanging program');
+  await t.rejects(
+    runRow(WRITE, {
+      server: 'null',
+      address: 'h:1',
+      vdi: 'v',
+      runs: 1,
+      seconds: undefined,
+      warmup: 0,
+      programs: { ours: [process.execPath, join(dir, 'hang.cjs')], c: [], nullSheep: [] },
+      signal: abort.signal,
+    }),
+    /interrupted/,
+    'an aborted signal starts nothing',
+  );
+});
+
 t.test('startNullSheep: waits for "listening", stops with SIGTERM', async (t) => {
   const f = fakes(t.testdir());
   const ns = await startNullSheep([join(f.cBuild, 'null-sheep')], 12345);
