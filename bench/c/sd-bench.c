@@ -159,11 +159,13 @@ static void *run(void *arg)
 	return NULL;
 }
 
+static char pipe_msg[512]; /* written by the SIGPIPE handler (built before: no stdio in a handler) */
+static size_t pipe_msg_len;
+
 static void on_sigpipe(int sig)
 {
-	static const char msg[] = "sd-bench: the connection to the sheep was closed (a write failed: EPIPE)\n";
 	(void)sig;
-	if (write(2, msg, sizeof(msg) - 1) < 0) {
+	if (write(2, pipe_msg, pipe_msg_len) < 0) {
 		/* nothing more to do */
 	}
 	_exit(1);
@@ -377,6 +379,8 @@ int main(int argc, char **argv)
 		usage("give exactly one of --total and --seconds", NULL);
 
 	address = addr;
+	int k = snprintf(pipe_msg, sizeof(pipe_msg), "sd-bench: %s closed the connection (a write failed: EPIPE)\n", addr);
+	pipe_msg_len = k < 0 ? 0 : (size_t)k < sizeof(pipe_msg) ? (size_t)k : sizeof(pipe_msg) - 1;
 	signal(SIGPIPE, on_sigpipe);
 	last_progress = now_s();
 	pthread_t wd;
