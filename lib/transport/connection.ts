@@ -1198,16 +1198,20 @@ class DirectRequest extends ConnectionOp implements Deadlined {
     this.signal = signal;
   }
 
+  /** Settled: leave the timers, and drop the resolvers (they reference the promise, its reply and body). */
   private cleanup(): void {
     this.settled = true;
     disarmDeadline(this);
     this.signal?.removeEventListener('abort', this);
+    this.resolve = noop;
+    this.reject = noop;
   }
 
   fail(e: Error): void {
     if (this.settled) return;
+    const reject = this.reject;
     this.cleanup();
-    this.reject(e);
+    reject(e);
   }
 
   onReply(header: Uint8Array, body: Uint8Array, conn: Connection): void {
@@ -1216,8 +1220,9 @@ class DirectRequest extends ConnectionOp implements Deadlined {
       this.fail(this.parting);
       return;
     }
+    const resolve = this.resolve;
     this.cleanup();
-    this.resolve({ header: decodeResponse(header), body, node: conn.node });
+    resolve({ header: decodeResponse(header), body, node: conn.node });
   }
 
   onError(err: Error): void {
@@ -1246,9 +1251,10 @@ class DirectRequest extends ConnectionOp implements Deadlined {
         );
       return;
     }
+    const reject = this.reject;
     this.cleanup();
     conn?.cancel(this);
-    this.reject(e);
+    reject(e);
   }
 
   onDeadline(): void {

@@ -147,7 +147,19 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
     const result = peekResult(header);
     if (result !== Result.SUCCESS && isTransientResult(result) && pool._retryTransient(this, result, conn)) return;
     this.settle();
-    this.resolve({ header: decodeResponse(header), body, node: conn.node });
+    const resolve = this.resolve;
+    this.forget();
+    resolve({ header: decodeResponse(header), body, node: conn.node });
+  }
+
+  /**
+   * Drop the promise's resolvers once settled: they reference the promise,
+   * and so its reply and body, and something may still hold this request
+   * for a while (a cancelled deadline awaiting its sweep).
+   */
+  private forget(): void {
+    this.resolve = noop;
+    this.reject = noop;
   }
 
   onError(err: Error, conn: Connection, sent: boolean): void {
@@ -376,7 +388,9 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
   fail(e: Error): void {
     if (this.phase === P_DONE) return;
     this.settle();
-    this.reject(e);
+    const reject = this.reject;
+    this.forget();
+    reject(e);
   }
 
   /** Leave every queue, timer and connection; the caller then resolves or rejects. */

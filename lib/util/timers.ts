@@ -3,7 +3,13 @@
  * idea): timeouts of a second or more are kept in one list that a single
  * 250 ms interval sweeps, so they fire at most 250 ms late; shorter ones use
  * a native timer. Entries are cancelled by clearing their `deadline`, and
- * dropped at the next sweep. Nothing here allocates a closure per request.
+ * dropped at the next sweep, or sooner: once the cancelled entries outnumber
+ * the armed ones (and at least COMPACT_MIN), the list is compacted at once.
+ * A cancelled entry still references its request, so at tens of thousands of
+ * requests a second a list swept only every 250 ms would keep thousands of
+ * finished requests (and what they reference: headers, reply bodies) alive
+ * long enough to be promoted out of V8's young generation. Nothing here
+ * allocates a closure per request.
  */
 
 /** Something with a deadline. `deadline` is `performance.now()`-based; 0 = none / cancelled. */
@@ -22,6 +28,10 @@ const list: Deadlined[] = [];
 let sweeper: NodeJS.Timeout | undefined;
 /** Deadlines armed in the list (not fired, not cancelled). The sweep runs only while there are some. */
 let live = 0;
+/** Entries of `list` cancelled since it was last compacted (an upper bound: a re-armed entry counts as cancelled). */
+let dead = 0;
+/** Cancelled entries tolerated before a compaction, however few are armed. */
+const COMPACT_MIN = 64;
 /**
  * A sweep is iterating `list`: a deadline callback may cancel the last other
  * live deadline (a request settling others, a connection destroyed), which
@@ -35,6 +45,18 @@ function stopSweeper(): void {
   if (sweeper !== undefined) clearInterval(sweeper);
   sweeper = undefined;
   list.length = 0; // every entry left is cancelled
+  dead = 0;
+}
+
+/** Drop cancelled entries (amortized: runs once per `max(COMPACT_MIN, live)` cancels, over `live + dead` entries). */
+function compact(): void {
+  let w = 0;
+  for (let r = 0; r < list.length; r++) {
+    const d = list[r] as Deadlined;
+    if (d.deadline !== 0 && d.timer === undefined) list[w++] = d;
+  }
+  list.length = w;
+  dead = 0;
 }
 
 function fireNative(d: Deadlined): void {
@@ -71,6 +93,7 @@ function sweep(): void {
       if (d.deadline !== 0) list[w++] = d;
     }
     list.length = w;
+    dead = 0;
     sweeping = false;
     if (live === 0) stopSweeper();
   }
@@ -97,8 +120,12 @@ export function armDeadline(d: Deadlined, ms: number): void {
 
 /** Cancel `d`'s deadline (idempotent). */
 export function disarmDeadline(d: Deadlined): void {
-  if (d.deadline !== 0 && d.timer === undefined && --live === 0) stopSweeper();
+  const inList = d.deadline !== 0 && d.timer === undefined;
   d.deadline = 0;
+  if (inList) {
+    if (--live === 0) stopSweeper();
+    else if (++dead >= COMPACT_MIN && dead > live && !sweeping) compact();
+  }
   if (d.timer !== undefined) {
     clearTimeout(d.timer);
     d.timer = undefined;
@@ -115,4 +142,9 @@ export function pendingDeadlines(): number {
   let n = 0;
   for (const d of list) if (d.deadline !== 0) n++;
   return n;
+}
+
+/** @internal Entries in the sweep list, cancelled ones included (tests: cancelled entries do not pile up). */
+export function listedDeadlines(): number {
+  return list.length;
 }

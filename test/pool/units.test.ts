@@ -15,7 +15,7 @@ import {
   isTransientResult,
   mayRetryResult,
 } from '../../lib/transport/policy.js';
-import { armDeadline, disarmDeadline, pendingDeadlines, sweepNow } from '../../lib/util/timers.js';
+import { armDeadline, disarmDeadline, listedDeadlines, pendingDeadlines, sweepNow } from '../../lib/util/timers.js';
 import type { RequestTraceContext } from '../../lib/util/diagnostics.js';
 import { FakeSheep } from './fake-sheep.js';
 
@@ -160,6 +160,25 @@ t.test('deadline timers: short ones native, long ones swept', async (t) => {
   while (fired.length < 2) await new Promise((r) => setTimeout(r, 50));
   t.same(fired, ['short', 'long']);
   t.equal(pendingDeadlines(), 0);
+});
+
+t.test('cancelled deadlines do not pile up in the sweep list between sweeps', async (t) => {
+  const mk = () => ({ deadline: 0, timer: undefined as NodeJS.Timeout | undefined, onDeadline: () => undefined });
+  // A few long-lived deadlines (requests in flight) and many short-lived ones
+  // (requests answered well within their timeout), as under load.
+  const inFlight = Array.from({ length: 32 }, mk);
+  for (const d of inFlight) armDeadline(d, 60_000);
+  let maxListed = 0;
+  for (let i = 0; i < 10_000; i++) {
+    const d = mk();
+    armDeadline(d, 60_000);
+    disarmDeadline(d);
+    maxListed = Math.max(maxListed, listedDeadlines());
+  }
+  t.equal(pendingDeadlines(), 32, 'the armed ones are all kept');
+  t.ok(maxListed <= 32 + 64 + 1, `the list stays short (at most ${maxListed} entries for 32 armed)`);
+  for (const d of inFlight) disarmDeadline(d);
+  t.equal(listedDeadlines(), 0, 'empty once nothing is armed');
 });
 
 t.test('a swept deadline callback may cancel the other deadlines, or arm new ones', async (t) => {
