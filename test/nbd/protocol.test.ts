@@ -240,6 +240,51 @@ t.test('hostile input gets typed errors', async (t) => {
   t.ok(d.midMessage, 'a partial WRITE is visible');
 });
 
+t.test('WRITE payloads: a view of the chunk when in one, else assembled in one buffer as bytes arrive', async (t) => {
+  const go = (): NbdServerDecoder => {
+    const d = new NbdServerDecoder();
+    d.push(encodeClientFlags(ClientFlag.FIXED_NEWSTYLE | ClientFlag.NO_ZEROES));
+    d.push(encodeOption(Opt.GO, encodeInfoRequestData('')));
+    d.next();
+    d.next();
+    d.startTransmission();
+    return d;
+  };
+  const body = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 13) & 0xff));
+  const head = encodeRequest({ flags: 0, type: Cmd.WRITE, cookie: 1n, offset: 0, length: body.length });
+
+  let d = go();
+  const chunk = Buffer.concat([head, body]);
+  d.push(chunk);
+  const one = d.next();
+  t.ok(one?.kind === 'request' && one.data?.buffer === chunk.buffer, 'in one chunk: a view, no copy');
+
+  d = go();
+  d.push(head);
+  t.equal(d.next(), undefined);
+  const parts = [body.subarray(0, 3000), body.subarray(3000, 3001), body.subarray(3001, 9000)];
+  let pushed = 0;
+  for (const p of parts) {
+    d.push(p);
+    pushed += p.length;
+    t.equal(d.next(), undefined, `${pushed} of ${body.length} bytes: not yet`);
+    t.equal(d.buffered, pushed, 'bytes being assembled count as buffered');
+  }
+  const last = Buffer.concat([
+    body.subarray(9000),
+    encodeRequest({ flags: 0, type: Cmd.FLUSH, cookie: 2n, offset: 0, length: 0 }),
+  ]);
+  d.push(last);
+  const m = d.next();
+  t.ok(m?.kind === 'request' && m.data !== undefined && m.data.equals(body), 'assembled byte-exact');
+  t.ok(
+    m?.kind === 'request' && m.data?.length === body.length && m.data.buffer !== last.buffer,
+    'in a buffer of its own',
+  );
+  t.match(d.next(), { kind: 'request', type: Cmd.FLUSH, cookie: 2n });
+  t.equal(d.buffered, 0);
+});
+
 t.test('garbage never throws anything but NbdProtocolError', async (t) => {
   fc.assert(
     fc.property(fc.boolean(), fc.uint8Array({ maxLength: 300 }), (transmission, junk) => {

@@ -4,8 +4,10 @@
  * returns undefined. No sockets, no timers.
  *
  * Payloads are zero-copy views of the pushed chunks when a payload lies in
- * one chunk (otherwise one copy); a pushed chunk is never written to, so the
- * views stay valid.
+ * one chunk; a pushed chunk is never written to, so the views stay valid. A
+ * WRITE payload that does not is assembled in one buffer of its full length,
+ * allocated when its header is decoded and filled as its bytes are pushed
+ * and `next()` is called (one copy, no list of chunks held until the end).
  *
  * After an option that can end the negotiation (GO, EXPORT_NAME) the decoder
  * holds: `next()` returns undefined until the caller says how it went with
@@ -73,6 +75,9 @@ export class NbdServerDecoder {
   private pendingOption: { option: number; length: number; skip: boolean } | undefined;
   private pendingRequest: Omit<RequestMessage, 'kind' | 'data' | 'tooLarge'> | undefined;
   private pendingSkip = 0;
+  /** The WRITE payload being assembled, and how much of it is filled. */
+  private payload: Buffer | undefined;
+  private payloadFilled = 0;
   private readonly maxOptionLength: number;
   private readonly maxOptionSkip: number;
   private readonly maxPayload: number;
@@ -89,9 +94,9 @@ export class NbdServerDecoder {
     return this.state;
   }
 
-  /** Bytes received and not yet decoded. */
+  /** Bytes received and not yet decoded (a payload being assembled included). */
   get buffered(): number {
-    return this.avail;
+    return this.avail + this.payloadFilled;
   }
 
   /** True while a message is partly received (a header without all of its payload, or a partial header). */
@@ -213,9 +218,38 @@ export class NbdServerDecoder {
       this.pendingRequest = undefined;
       return { kind: 'request', ...r, tooLarge: true };
     }
-    if (this.avail < r.length) return undefined;
+    let data = this.payload;
+    if (data === undefined) {
+      const first = this.chunks[0];
+      if (r.length === 0 || (first !== undefined && first.length - this.head >= r.length)) {
+        data = this.take(r.length); // in one chunk: a view
+      } else {
+        data = Buffer.allocUnsafe(r.length);
+        this.payload = data;
+        this.payloadFilled = 0;
+      }
+    }
+    if (this.payload !== undefined) {
+      this.payloadFilled += this.copyOut(this.payload, this.payloadFilled);
+      if (this.payloadFilled < r.length) return undefined;
+      this.payload = undefined;
+      this.payloadFilled = 0;
+    }
     this.pendingRequest = undefined;
-    return { kind: 'request', ...r, data: this.take(r.length), tooLarge: false };
+    return { kind: 'request', ...r, data, tooLarge: false };
+  }
+
+  /** Copy available bytes into `dst` from `at` on (as many as fit); returns how many. */
+  private copyOut(dst: Buffer, at: number): number {
+    let o = at;
+    while (o < dst.length && this.avail > 0) {
+      const c = this.front();
+      const k = Math.min(c.length - this.head, dst.length - o);
+      c.copy(dst, o, this.head, this.head + k);
+      o += k;
+      this.advance(k);
+    }
+    return o - at;
   }
 
   /** Consume n available bytes: a view when they lie in one chunk, else one copy. */
