@@ -88,6 +88,8 @@ export interface NbdServerStats {
   peakInFlightBytes: number;
   /** Times a connection stopped reading its socket because a cap on bytes in flight was reached. */
   pauses: number;
+  /** Socket writes of replies: each is a batch of the replies that were ready in one turn of the event loop. */
+  replyWrites: number;
 }
 
 export interface NbdServer {
@@ -124,6 +126,33 @@ const CTX_DIRTY = 3;
 /** NBD_STATE_DIRTY of qemu:dirty-bitmap contexts. */
 const STATE_DIRTY = 1;
 const KNOWN_CMD_FLAGS = CmdFlag.FUA | CmdFlag.NO_HOLE | CmdFlag.DF | CmdFlag.REQ_ONE | CmdFlag.FAST_ZERO;
+
+/** Replies' buffers up to this size are copied into one buffer per batch; larger ones are written as they are. */
+const SMALL = 1024;
+
+/** Runs of two or more small buffers copied into one (a batch of replies: one write, few iovecs). */
+function coalesce(bufs: readonly Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < bufs.length;) {
+    const first = bufs[i] as Buffer;
+    let j = i + 1;
+    if (first.length <= SMALL) {
+      let n = first.length;
+      while (j < bufs.length && (bufs[j] as Buffer).length <= SMALL) n += (bufs[j++] as Buffer).length;
+      if (j - i > 1) {
+        const slab = Buffer.allocUnsafe(n);
+        let o = 0;
+        for (let k = i; k < j; k++) o += (bufs[k] as Buffer).copy(slab, o);
+        out.push(slab);
+        i = j;
+        continue;
+      }
+    }
+    out.push(first);
+    i = j;
+  }
+  return out;
+}
 
 /** Split `vol@tag` / `vol@3` into a VDI name and a snapshot (a number when all digits). */
 export function parseExportRef(name: string): { vdi: string; snapshot?: SnapshotRef } {
@@ -162,6 +191,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     inFlightBytes: 0,
     peakInFlightBytes: 0,
     pauses: 0,
+    replyWrites: 0,
   };
   const cfg: ServerConfig = {
     client,
@@ -204,8 +234,8 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
       return cfg.exports === 'all' ? 'all' : [...cfg.exports];
     },
     get stats() {
-      const { requests, inFlightRequests, peakInFlightBytes, pauses } = budget;
-      return { requests, inFlightRequests, inFlightBytes: budget.bytes, peakInFlightBytes, pauses };
+      const { requests, inFlightRequests, peakInFlightBytes, pauses, replyWrites } = budget;
+      return { requests, inFlightRequests, inFlightBytes: budget.bytes, peakInFlightBytes, pauses, replyWrites };
     },
     addExport(name: string) {
       if (typeof name !== 'string') throw new InvalidArgumentError('export name must be a string');
@@ -288,6 +318,11 @@ class NbdConnection {
   private idle: (() => void) | undefined;
   private depthChain: number[] | undefined;
   private resolveDone!: () => void;
+  /** Replies queued for the next batch (see flush), the requests they answer and the bytes those hold. */
+  private out: Buffer[] = [];
+  private outCount = 0;
+  private outCost = 0;
+  private flushQueued = false;
 
   constructor(socket: net.Socket, cfg: ServerConfig) {
     this.socket = socket;
@@ -386,42 +421,50 @@ class NbdConnection {
     }
   }
 
+  /**
+   * Decode and start what has arrived, synchronously (requests start in the
+   * same tick, so the client batches their sheep requests), until the bytes
+   * run out or the budget is spent. An option is answered asynchronously,
+   * with the socket paused; decoding goes on after it.
+   */
   private pump(): void {
     if (this.pumping || this.closed) return;
     this.pumping = true;
-    void this.run().finally(() => {
-      this.pumping = false;
-      this.flow();
-    });
-  }
-
-  private async run(): Promise<void> {
     for (;;) {
-      if (this.stopping) return;
+      if (this.stopping) break;
       if (this.decoder.phase === 'transmission' && this.inflight > 0 && this.overBudget()) {
         this.blocked = true;
-        return;
+        break;
       }
       let m: ClientMessage | undefined;
       try {
         m = this.decoder.next();
       } catch (e) {
-        if (e instanceof NbdProtocolError) return this.fatal();
-        throw e;
+        if (!(e instanceof NbdProtocolError)) throw e;
+        this.fatal();
+        break;
       }
-      if (m === undefined) return;
+      if (m === undefined) break;
       if (m.kind === 'client-flags') this.noZeroes = (m.flags & ClientFlag.NO_ZEROES) !== 0;
       else if (m.kind === 'option') {
         this.socket.pause();
-        try {
-          await this.option(m);
-        } catch {
-          this.fatal();
-          return;
-        }
-        if (!this.stopping && !this.paused) this.socket.resume();
+        this.option(m).then(
+          () => {
+            if (!this.stopping && !this.paused) this.socket.resume();
+            this.pumping = false;
+            this.pump();
+          },
+          () => {
+            this.fatal();
+            this.pumping = false;
+            this.flow();
+          },
+        );
+        return;
       } else this.request(m);
     }
+    this.pumping = false;
+    this.flow();
   }
 
   private overBudget(): boolean {
@@ -632,13 +675,23 @@ class NbdConnection {
 
   // ---- transmission -------------------------------------------------------
 
+  /**
+   * Start one request. READ and WRITE go to the Vdi without options: its
+   * one-request fast path (a signal would take the general one, with an
+   * abort listener per request), and a READ or WRITE, bounded by
+   * `maxPayload`, has every piece sent at once, so aborting it at teardown
+   * would stop nothing; teardown waits for it (the client's request timeout
+   * bounds it). The other commands run under the connection's signal.
+   * Replies go out in batches (`answer`).
+   */
   private request(r: RequestMessage): void {
-    if (r.type === Cmd.DISC) {
+    const t = r.type;
+    if (t === Cmd.DISC) {
       this.stopReading();
       void this.drained().then(() => this.finish());
       return;
     }
-    const cost = 64 + (r.type === Cmd.READ || r.type === Cmd.WRITE ? Math.min(r.length, this.cfg.maxPayload) : 0);
+    const cost = 64 + (t === Cmd.READ || t === Cmd.WRITE ? Math.min(r.length, this.cfg.maxPayload) : 0);
     const b = this.cfg.budget;
     this.inflight++;
     this.inflightBytes += cost;
@@ -646,38 +699,102 @@ class NbdConnection {
     b.requests++;
     b.inFlightRequests++;
     if (b.bytes > b.peakInFlightBytes) b.peakInFlightBytes = b.bytes;
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      this.inflight--;
-      this.inflightBytes -= cost;
-      b.bytes -= cost;
-      b.inFlightRequests--;
-      if (this.inflight === 0) {
-        const idle = this.idle;
-        this.idle = undefined;
-        idle?.();
-      }
-      this.cfg.kick();
-    };
-    this.execute(r).then(
-      (bufs) => this.send(bufs, release),
-      () => release(),
+    const exp = this.exp;
+    if (exp === undefined) return this.answerAll(cost, this.error(r, Errno.EIO, 'no export'));
+    const bad = this.validate(r, exp);
+    if (bad !== undefined) return this.answerAll(cost, this.error(r, bad[0], bad[1]));
+    if (t === Cmd.WRITE) return this.write(r, exp.vdi, cost);
+    if (t === Cmd.READ) return this.read(r, exp.vdi, cost);
+    this.execute(r, exp).then(
+      (bufs) => this.answerAll(cost, bufs),
+      (e: unknown) => this.fail(r, cost, e),
     );
   }
 
-  /** Write one reply's buffers together (replies never interleave); release the budget when the socket took them. */
-  private send(bufs: Buffer[], release: () => void): void {
-    if (this.closed || this.socket.destroyed) return release();
-    this.socket.cork();
-    for (let i = 0; i < bufs.length; i++) {
-      const b = bufs[i];
-      if (b === undefined) continue;
-      if (i === bufs.length - 1) this.socket.write(b, () => release());
-      else this.socket.write(b);
+  /** WRITE: the payload as decoded (a view of the received bytes, or the one buffer it was assembled in) goes to Vdi.write. */
+  private write(r: RequestMessage, vdi: Vdi, cost: number): void {
+    const cookie = r.cookie;
+    if (r.data === undefined || r.length === 0) {
+      this.answer(cost, encodeSimpleReply(cookie, Errno.OK));
+      return;
     }
+    vdi.write(r.data, r.offset).then(
+      () => this.answer(cost, encodeSimpleReply(cookie, Errno.OK)),
+      (e: unknown) => this.fail(r, cost, e),
+    );
+  }
+
+  /** Queue a reply of one or two buffers (header, data) for the next batch; `cost` is released once it is written. */
+  private answer(cost: number, a: Buffer, b?: Buffer): void {
+    this.out.push(a);
+    if (b !== undefined) this.out.push(b);
+    this.queued(cost);
+  }
+
+  private answerAll(cost: number, bufs: readonly Buffer[]): void {
+    for (const x of bufs) this.out.push(x);
+    this.queued(cost);
+  }
+
+  private fail(r: RequestMessage, cost: number, e: unknown): void {
+    this.answerAll(cost, this.error(r, nbdErrno(e), e instanceof Error ? e.message : String(e)));
+  }
+
+  private queued(cost: number): void {
+    this.outCount++;
+    this.outCost += cost;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /**
+   * Write every reply queued since the last batch: once per turn of the
+   * event loop (setImmediate: after the I/O callbacks of that turn, so the
+   * replies of every sheep connection's reads go out together), as one
+   * write. A reply's buffers are consecutive (replies never interleave);
+   * runs of small buffers (headers, errors, extents) are copied into one,
+   * payloads are written as they are. The batch's requests are released
+   * when the socket took it (or failed to).
+   */
+  private readonly flush = (): void => {
+    this.flushQueued = false;
+    const bufs = this.out;
+    const count = this.outCount;
+    const cost = this.outCost;
+    this.out = [];
+    this.outCount = 0;
+    this.outCost = 0;
+    if (count === 0) return;
+    if (this.closed || this.socket.destroyed) return this.release(count, cost);
+    const chunks = coalesce(bufs);
+    const done = (): void => this.release(count, cost);
+    this.cfg.budget.replyWrites++;
+    const last = chunks.length - 1;
+    if (last === 0) {
+      this.socket.write(chunks[0] as Buffer, done);
+      return;
+    }
+    this.socket.cork();
+    for (let i = 0; i < last; i++) this.socket.write(chunks[i] as Buffer);
+    this.socket.write(chunks[last] as Buffer, done);
     this.socket.uncork();
+  };
+
+  /** `count` requests holding `cost` bytes are done (their replies written, or the socket gone). */
+  private release(count: number, cost: number): void {
+    const b = this.cfg.budget;
+    this.inflight -= count;
+    this.inflightBytes -= cost;
+    b.bytes -= cost;
+    b.inFlightRequests -= count;
+    if (this.inflight === 0) {
+      const idle = this.idle;
+      this.idle = undefined;
+      idle?.();
+    }
+    this.cfg.kick();
   }
 
   private error(r: RequestMessage, errno: number, message: string): Buffer[] {
@@ -720,42 +837,30 @@ class NbdConnection {
     return undefined;
   }
 
-  private async execute(r: RequestMessage): Promise<Buffer[]> {
-    const exp = this.exp;
-    if (exp === undefined) return this.error(r, Errno.EIO, 'no export');
-    const bad = this.validate(r, exp);
-    if (bad) return this.error(r, bad[0], bad[1]);
+  /** The commands other than READ and WRITE (checked already); rejects with the volume's error. */
+  private async execute(r: RequestMessage, exp: OpenExport): Promise<Buffer[]> {
     const io = { signal: this.abort.signal };
     const ok = [encodeSimpleReply(r.cookie, Errno.OK)];
-    try {
-      switch (r.type) {
-        case Cmd.READ:
-          return await this.read(r, exp.vdi);
-        case Cmd.WRITE:
-          if (r.length > 0) await exp.vdi.write(r.data ?? Buffer.alloc(0), r.offset, io);
-          return ok;
-        case Cmd.FLUSH:
-          await exp.vdi.flush(io);
-          return ok;
-        case Cmd.TRIM:
-          if (r.length > 0) await exp.vdi.discard(r.offset, r.length, io);
-          return ok;
-        case Cmd.WRITE_ZEROES: {
-          const noHole = (r.flags & CmdFlag.NO_HOLE) !== 0;
-          // Writing zeros allocates object by object: not fast.
-          if (noHole && r.flags & CmdFlag.FAST_ZERO) return [encodeSimpleReply(r.cookie, Errno.ENOTSUP)];
-          if (r.length > 0) await exp.vdi.writeZeroes(r.offset, r.length, { ...io, unmap: !noHole });
-          return ok;
-        }
-        case Cmd.CACHE:
-          return ok; // the SDK keeps no cache: nothing to prefetch into
-        case Cmd.BLOCK_STATUS:
-          return await this.blockStatus(r, exp.vdi);
-        default:
-          return this.error(r, Errno.EINVAL, `command ${r.type}`);
+    switch (r.type) {
+      case Cmd.FLUSH:
+        await exp.vdi.flush(io);
+        return ok;
+      case Cmd.TRIM:
+        if (r.length > 0) await exp.vdi.discard(r.offset, r.length, io);
+        return ok;
+      case Cmd.WRITE_ZEROES: {
+        const noHole = (r.flags & CmdFlag.NO_HOLE) !== 0;
+        // Writing zeros allocates object by object: not fast.
+        if (noHole && r.flags & CmdFlag.FAST_ZERO) return [encodeSimpleReply(r.cookie, Errno.ENOTSUP)];
+        if (r.length > 0) await exp.vdi.writeZeroes(r.offset, r.length, { ...io, unmap: !noHole });
+        return ok;
       }
-    } catch (e) {
-      return this.error(r, nbdErrno(e), e instanceof Error ? e.message : String(e));
+      case Cmd.CACHE:
+        return ok; // the SDK keeps no cache: nothing to prefetch into
+      case Cmd.BLOCK_STATUS:
+        return await this.blockStatus(r, exp.vdi);
+      default:
+        return this.error(r, Errno.EINVAL, `command ${r.type}`);
     }
   }
 
@@ -784,17 +889,51 @@ class NbdConnection {
     return out;
   }
 
-  private async read(r: RequestMessage, vdi: Vdi): Promise<Buffer[]> {
-    const io = { signal: this.abort.signal };
-    if (!this.structured) {
-      const data = r.length > 0 ? await vdi.read(r.offset, r.length, io) : Buffer.alloc(0);
-      return [encodeSimpleReply(r.cookie, Errno.OK), data];
+  /**
+   * READ. A range within one object (the common case) is one Vdi.read whose
+   * Buffer is the reply's payload as it is (no copy), or, structured, one
+   * OFFSET_HOLE without a read when the object is unallocated.
+   */
+  private read(r: RequestMessage, vdi: Vdi, cost: number): void {
+    const cookie = r.cookie;
+    if (r.length === 0) {
+      this.answer(cost, this.structured ? encodeChunkNone(cookie) : encodeSimpleReply(cookie, Errno.OK));
+      return;
     }
-    if (r.length === 0) return [encodeChunkNone(r.cookie)];
-    const runs =
-      (r.flags & CmdFlag.DF) !== 0 ? [{ off: r.offset, len: r.length, owner: 1 }] : this.runs(vdi, r.offset, r.length);
+    const off = r.offset;
+    const os = vdi.objectSize;
+    const idx = Math.floor(off / os);
+    const df = (r.flags & CmdFlag.DF) !== 0;
+    if (this.structured && !df && Math.floor((off + r.length - 1) / os) !== idx) {
+      this.readRuns(r, vdi).then(
+        (bufs) => this.answerAll(cost, bufs),
+        (e: unknown) => this.fail(r, cost, e),
+      );
+      return;
+    }
+    if (this.structured && !df && vdi.objectOwner(idx) === 0) {
+      this.answer(cost, encodeOffsetHole(cookie, ReplyFlag.DONE, off, r.length));
+      return;
+    }
+    const structured = this.structured;
+    vdi.read(off, r.length).then(
+      (data) =>
+        this.answer(
+          cost,
+          structured
+            ? encodeOffsetDataHeader(cookie, ReplyFlag.DONE, off, data.length)
+            : encodeSimpleReply(cookie, Errno.OK),
+          data,
+        ),
+      (e: unknown) => this.fail(r, cost, e),
+    );
+  }
+
+  /** A structured READ over several objects: OFFSET_HOLE for runs of unallocated ones, OFFSET_DATA for the rest. */
+  private async readRuns(r: RequestMessage, vdi: Vdi): Promise<Buffer[]> {
+    const runs = this.runs(vdi, r.offset, r.length);
     const parts = await Promise.all(
-      runs.map(async (run) => (run.owner === 0 ? undefined : await vdi.read(run.off, run.len, io))),
+      runs.map(async (run) => (run.owner === 0 ? undefined : await vdi.read(run.off, run.len))),
     );
     const out: Buffer[] = [];
     runs.forEach((run, i) => {
