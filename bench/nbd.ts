@@ -3,29 +3,40 @@
  * (`--ioengine=nbd`, libnbd) over our in-process NBD server on the embedded
  * cluster, against the SDK directly on the same cluster and VDI (the
  * `sheepdog bench` engine: `measure`, vdi.read / vdi.write at the same queue
- * depth and block size), and against `qemu-nbd` serving a raw file on
- * /dev/shm (the NBD server ceiling of this machine: fio, loopback TCP and a
- * C server with nothing behind it).
+ * depth and block size), against our NBD server over a volume in memory
+ * (`mem`: no SDK, no cluster; the server's own cost per request and its
+ * ceiling), and against `qemu-nbd` serving a raw file on /dev/shm (the NBD
+ * server ceiling of this machine: fio, loopback TCP and a C server with
+ * nothing behind it).
  *
- *   node dist/bench/nbd.js [--seconds S] [--rounds N] [--warmup S] [--size SIZE] [--only SUBSTRING] [--markdown]
+ *   node dist/bench/nbd.js [--seconds S] [--rounds N] [--warmup S] [--size SIZE] [--only SUBSTRING]
+ *                          [--targets sdk,nbd,mem,qemu] [--profile DIR] [--markdown]
  *
  * The cluster (3 nodes) runs in a separate process (cli/bench/launcher.ts,
- * as startEmbeddedCluster); the NBD server runs in this process over a
+ * as startEmbeddedCluster); the NBD servers run in this process, one over a
  * SheepdogClient to it. One VDI of --size (default 1 GiB) is created and
  * filled first, and the raw file too, so reads hit stored data and writes are
  * overwrites. For each workload, after a warm-up of each target, the rounds
- * alternate sdk, nbd, qemu-nbd, sdk, nbd, qemu-nbd... (--rounds, default 3);
+ * alternate sdk, nbd, mem, qemu-nbd, sdk, nbd, ... (--rounds, default 3);
  * min / median / max are reported, and the ratios of the medians: nbd/sdk
  * (the overhead of serving over NBD, goal >= 0.9) and nbd/qemu-nbd.
- * CPU time per request is reported for each process involved (this one, the
- * cluster, fio, qemu-nbd). Prints a table and one JSON line, and writes
- * bench/results/<stamp>-nbd.json.
+ * CPU time per request is reported for each process involved (this one,
+ * with its system part, the cluster, fio, qemu-nbd), and this process's
+ * read and write system calls per request (/proc/self/io). Prints a table
+ * and one JSON line, and writes bench/results/<stamp>-nbd.json.
+ *
+ * `--targets` measures only some of the targets (while iterating; ratios
+ * need sdk and nbd). `--profile DIR` writes a CPU profile of this process
+ * (node:inspector) for each measured sdk, nbd and mem run, and nothing else
+ * (not the fill, not the warm-up): DIR/<workload>-<target>-<round>.cpuprofile.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import net from 'node:net';
 import os from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type BenchOp, type BenchPattern, fillVdi, measure } from '../cli/bench/engine.js';
 import { launchSheep } from '../cli/bench/launcher.js';
@@ -49,8 +60,8 @@ import {
 
 const run = promisify(execFile);
 
-export type Target = 'sdk' | 'nbd' | 'qemu';
-const TARGETS: readonly Target[] = ['sdk', 'nbd', 'qemu'];
+export type Target = 'sdk' | 'nbd' | 'mem' | 'qemu';
+const TARGETS: readonly Target[] = ['sdk', 'nbd', 'mem', 'qemu'];
 
 interface Spec {
   name: string;
@@ -78,12 +89,17 @@ export interface NbdRun {
   seconds: number;
   /** CPU time (user + system) per request, µs: this process (the SDK client, or the NBD server and its client). */
   self_cpu_us: number;
+  /** The system (kernel) part of it. */
+  self_sys_us: number;
   /** The same for the embedded cluster's process (0 for qemu-nbd runs: it is idle). */
   cluster_cpu_us: number;
-  /** fio's own CPU per request (nbd and qemu runs). */
+  /** fio's own CPU per request (nbd, mem and qemu runs). */
   fio_cpu_us: number | null;
   /** qemu-nbd's CPU per request (qemu runs). */
   qemu_cpu_us: number | null;
+  /** read(2)-like and write(2)-like system calls of this process per request (/proc/self/io syscr, syscw). */
+  self_reads: number;
+  self_writes: number;
   /** 1-minute load average when the run started. */
   load1: number;
 }
@@ -105,11 +121,15 @@ export interface NbdRow {
   p50_us: Record<Target, number>;
   p99_us: Record<Target, number>;
   /** Median CPU µs per request per process. */
-  cpu_us: Record<Target, { self: number; cluster: number; fio: number | null; qemu: number | null }>;
+  cpu_us: Record<Target, { self: number; selfSys: number; cluster: number; fio: number | null; qemu: number | null }>;
+  /** Median read / write system calls of this process per request. */
+  syscalls: Record<Target, { reads: number; writes: number }>;
   /** median nbd / median sdk throughput (goal >= 0.9). */
   nbd_vs_sdk: number;
   /** median nbd / median qemu-nbd throughput. */
   nbd_vs_qemu: number;
+  /** median nbd / median mem (our server over a volume in memory) throughput. */
+  nbd_vs_mem: number;
   runs: NbdRun[];
 }
 
@@ -145,9 +165,20 @@ function procCpu(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
+/** System calls of this process so far: [read-like, write-like] (/proc/self/io). */
+function selfSyscalls(): [number, number] {
+  const io = readFileSync('/proc/self/io', 'utf8');
+  const get = (k: string): number => Number(new RegExp(`^${k}: (\\d+)`, 'm').exec(io)?.[1] ?? 0);
+  return [get('syscr'), get('syscw')];
+}
+
 function selfCpu(): number {
   const c = process.cpuUsage();
   return (c.user + c.system) / 1e6;
+}
+
+function selfSys(): number {
+  return process.cpuUsage().system / 1e6;
 }
 
 /** A free TCP port on 127.0.0.1 (bind port 0, read it, close). */
@@ -186,12 +217,16 @@ function median(xs: readonly number[]): number {
   return n % 2 === 1 ? (s[(n - 1) / 2] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
 }
 
+/** min / median / max (zeros for a target not measured). */
 function spread(xs: readonly number[]): Spread {
+  if (xs.length === 0) return { min: 0, median: 0, max: 0 };
   const r = (x: number): number => Number(x.toFixed(1));
   return { min: r(Math.min(...xs)), median: r(median(xs)), max: r(Math.max(...xs)) };
 }
 
 const r1 = (x: number): number => Number(x.toFixed(1));
+/** a / b to 2 decimals (0 when b was not measured). */
+const ratio = (a: number, b: number): number => (b > 0 ? Number((a / b).toFixed(2)) : 0);
 
 interface FioJob {
   error: number;
@@ -255,6 +290,91 @@ async function fio(
   };
 }
 
+/** The CPU profiler of this process (node:inspector), started and stopped around single runs. */
+class Profiler {
+  private readonly session = new Session();
+  private readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true });
+    this.session.connect();
+  }
+  private post(method: string, params: object = {}): Promise<unknown> {
+    return new Promise((resolve, reject) =>
+      this.session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))),
+    );
+  }
+  async start(): Promise<void> {
+    await this.post('Profiler.enable');
+    await this.post('Profiler.setSamplingInterval', { interval: 100 });
+    await this.post('Profiler.start');
+  }
+  async stop(name: string): Promise<string> {
+    const res = (await this.post('Profiler.stop')) as { profile: unknown };
+    await this.post('Profiler.disable');
+    const file = join(this.dir, `${name.replace(/[^A-Za-z0-9]+/g, '-')}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(res.profile));
+    return file;
+  }
+  close(): void {
+    this.session.disconnect();
+  }
+}
+
+/**
+ * A volume in memory with the part of Vdi's surface the NBD server uses: the
+ * `mem` target, our server with no SDK and no cluster behind it (its own
+ * cost per request, and its ceiling). read returns a new Buffer, as Vdi.read does.
+ */
+class MemoryVdi {
+  readonly vid = 1;
+  readonly snapshot = false;
+  readonly objectSize = 4 * MiB;
+  readonly inode = { parentVdiId: 0 };
+  readonly name: string;
+  private readonly mem: Buffer;
+  constructor(name: string, size: number) {
+    this.name = name;
+    this.mem = Buffer.alloc(size);
+  }
+  get size(): number {
+    return this.mem.length;
+  }
+  read(offset: number, length: number): Promise<Buffer> {
+    return Promise.resolve(Buffer.from(this.mem.subarray(offset, offset + length)));
+  }
+  write(data: Uint8Array, offset: number): Promise<void> {
+    this.mem.set(data, offset);
+    return Promise.resolve();
+  }
+  discard(offset: number, length: number): Promise<void> {
+    this.mem.fill(0, offset, offset + length);
+    return Promise.resolve();
+  }
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.discard(offset, length);
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+  objectOwner(): number {
+    return this.vid;
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** A stand-in for the SheepdogClient the NBD server is given: it opens the one MemoryVdi. */
+function memoryClient(vdi: MemoryVdi): SheepdogClient {
+  const c = {
+    openVdi: () => Promise.resolve(vdi),
+    listVdis: () => Promise.resolve([]),
+    close: () => Promise.resolve(),
+  };
+  return c as unknown as SheepdogClient;
+}
+
 function fillPattern(buf: Buffer, seed: number): Buffer {
   let x = seed | 1;
   for (let i = 0; i + 4 <= buf.length; i += 4) {
@@ -287,8 +407,14 @@ export async function runNbdBench(o: {
   warmup: number;
   size: number;
   only: string | undefined;
+  /** The targets measured (default all). */
+  targets?: readonly Target[] | undefined;
+  /** Write a CPU profile of this process for each measured sdk and nbd run into this directory. */
+  profile?: string | undefined;
   onRun?: (spec: Spec, r: NbdRun) => void;
 }): Promise<NbdResult> {
+  const targets = TARGETS.filter((t) => o.targets === undefined || o.targets.includes(t));
+  const profiler = o.profile === undefined ? undefined : new Profiler(o.profile);
   const m = await machine();
   warnIfBusy(m);
   const fioVersion = execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim();
@@ -305,6 +431,7 @@ export async function runNbdBench(o: {
   });
   let qemu: ReturnType<typeof spawn> | undefined;
   let server: Awaited<ReturnType<typeof startNbdServer>> | undefined;
+  let memServer: Awaited<ReturnType<typeof startNbdServer>> | undefined;
   const rows: NbdRow[] = [];
   try {
     await client.createVdi(name, o.size);
@@ -315,6 +442,13 @@ export async function runNbdBench(o: {
     }
     makeRawFile(rawFile, o.size);
     server = await startNbdServer({ client, exports: [name], listen: { host: '127.0.0.1', port: 0 } });
+    if (targets.includes('mem')) {
+      memServer = await startNbdServer({
+        client: memoryClient(new MemoryVdi(name, o.size)),
+        exports: [name],
+        listen: { host: '127.0.0.1', port: 0 },
+      });
+    }
     const qemuPort = await freePort();
     qemu = spawn('qemu-nbd', ['-f', 'raw', '-t', '-p', String(qemuPort), '--bind', '127.0.0.1', '-x', name, rawFile], {
       stdio: ['ignore', 'ignore', 'inherit'],
@@ -326,15 +460,20 @@ export async function runNbdBench(o: {
     await Promise.race([waitListening(qemuPort, 10_000), qemuExited]);
     const qemuPid = qemu.pid;
     if (qemuPid === undefined) throw new Error('qemu-nbd has no pid');
-    const uris: Record<'nbd' | 'qemu', string> = {
+    const uris: Record<'nbd' | 'mem' | 'qemu', string> = {
       nbd: server.uri(name),
+      mem: memServer?.uri(name) ?? '',
       qemu: `nbd://127.0.0.1:${qemuPort}/${name}`,
     };
     const pool = client.transport instanceof SheepdogPool ? client.transport : undefined;
 
     const once1 = async (s: Spec, target: Target, seconds: number, round: number): Promise<NbdRun> => {
       const load1 = Number(os.loadavg()[0]?.toFixed(2));
+      const profiled = profiler !== undefined && round > 0 && target !== 'qemu';
+      if (profiled) await profiler.start();
       const self0 = selfCpu();
+      const selfSys0 = selfSys();
+      const sys0 = selfSyscalls();
       const cl0 = procCpu(cluster.pid);
       const q0 = procCpu(qemuPid);
       let res: { mibps: number; iops: number; p50_us: number; p99_us: number; seconds: number; ios: number };
@@ -353,6 +492,10 @@ export async function runNbdBench(o: {
         fioCpu = f.cpu;
       }
       const per = (cpu: number): number => r1((cpu * 1e6) / Math.max(1, res.ios));
+      const selfUsed = selfCpu() - self0;
+      const selfSysUsed = selfSys() - selfSys0;
+      const sys1 = selfSyscalls();
+      if (profiled) await profiler.stop(`${s.name} ${target} ${round}`);
       return {
         target,
         round,
@@ -361,27 +504,35 @@ export async function runNbdBench(o: {
         p50_us: res.p50_us,
         p99_us: res.p99_us,
         seconds: res.seconds,
-        self_cpu_us: per(selfCpu() - self0),
+        self_cpu_us: per(selfUsed),
+        self_sys_us: per(selfSysUsed),
         cluster_cpu_us: per(procCpu(cluster.pid) - cl0),
         fio_cpu_us: fioCpu === null ? null : per(fioCpu),
         qemu_cpu_us: target === 'qemu' ? per(procCpu(qemuPid) - q0) : null,
+        self_reads: Number(((sys1[0] - sys0[0]) / Math.max(1, res.ios)).toFixed(2)),
+        self_writes: Number(((sys1[1] - sys0[1]) / Math.max(1, res.ios)).toFixed(2)),
         load1,
       };
     };
 
     for (const s of SPECS) {
       if (o.only !== undefined && !s.name.includes(o.only)) continue;
-      if (o.warmup > 0) for (const t of TARGETS) await once1(s, t, o.warmup, 0);
+      if (o.warmup > 0) for (const t of targets) await once1(s, t, o.warmup, 0);
       const runs: NbdRun[] = [];
       for (let round = 1; round <= o.rounds; round++) {
-        for (const t of TARGETS) {
+        for (const t of targets) {
           const r = await once1(s, t, o.seconds, round);
           runs.push(r);
           o.onRun?.(s, r);
         }
       }
       const of = (t: Target): NbdRun[] => runs.filter((r) => r.target === t);
-      const per = <T>(f: (t: Target) => T): Record<Target, T> => ({ sdk: f('sdk'), nbd: f('nbd'), qemu: f('qemu') });
+      const per = <T>(f: (t: Target) => T): Record<Target, T> => ({
+        sdk: f('sdk'),
+        nbd: f('nbd'),
+        mem: f('mem'),
+        qemu: f('qemu'),
+      });
       const mibps = per((t) => spread(of(t).map((r) => r.mibps)));
       const medOrNull = (xs: (number | null)[]): number | null =>
         xs.some((x) => x === null) ? null : r1(median(xs as number[]));
@@ -395,17 +546,25 @@ export async function runNbdBench(o: {
         p99_us: per((t) => r1(median(of(t).map((r) => r.p99_us)))),
         cpu_us: per((t) => ({
           self: r1(median(of(t).map((r) => r.self_cpu_us))),
+          selfSys: r1(median(of(t).map((r) => r.self_sys_us))),
           cluster: r1(median(of(t).map((r) => r.cluster_cpu_us))),
           fio: medOrNull(of(t).map((r) => r.fio_cpu_us)),
           qemu: medOrNull(of(t).map((r) => r.qemu_cpu_us)),
         })),
-        nbd_vs_sdk: Number((mibps.nbd.median / mibps.sdk.median).toFixed(2)),
-        nbd_vs_qemu: Number((mibps.nbd.median / mibps.qemu.median).toFixed(2)),
+        syscalls: per((t) => ({
+          reads: Number(median(of(t).map((r) => r.self_reads)).toFixed(2)),
+          writes: Number(median(of(t).map((r) => r.self_writes)).toFixed(2)),
+        })),
+        nbd_vs_sdk: ratio(mibps.nbd.median, mibps.sdk.median),
+        nbd_vs_qemu: ratio(mibps.nbd.median, mibps.qemu.median),
+        nbd_vs_mem: ratio(mibps.nbd.median, mibps.mem.median),
         runs,
       });
     }
   } finally {
+    profiler?.close();
     await server?.close().catch(() => {});
+    await memServer?.close().catch(() => {});
     if (qemu && qemu.exitCode === null && qemu.signalCode === null) {
       const exited = once(qemu, 'exit');
       qemu.kill('SIGTERM');
@@ -434,10 +593,11 @@ const HEADER = [
   'unit',
   'sdk min/med/max',
   'nbd min/med/max',
+  'mem min/med/max',
   'qemu-nbd min/med/max',
   'nbd/sdk',
   'nbd/qemu',
-  'p99 us sdk/nbd/qemu',
+  'p99 us sdk/nbd/mem/qemu',
 ];
 
 export function rowCells(r: NbdRow): string[] {
@@ -449,29 +609,41 @@ export function rowCells(r: NbdRow): string[] {
     iops ? 'IOPS' : 'MiB/s',
     sp(src.sdk),
     sp(src.nbd),
+    sp(src.mem),
     sp(src.qemu),
     fmt(r.nbd_vs_sdk, 2),
     fmt(r.nbd_vs_qemu, 2),
-    `${fmt(r.p99_us.sdk)} / ${fmt(r.p99_us.nbd)} / ${fmt(r.p99_us.qemu)}`,
+    `${fmt(r.p99_us.sdk)} / ${fmt(r.p99_us.nbd)} / ${fmt(r.p99_us.mem)} / ${fmt(r.p99_us.qemu)}`,
   ];
 }
 
-const CPU_HEADER = ['workload', 'sdk: self+cluster', 'nbd: self+cluster+fio', 'qemu: qemu-nbd+fio'];
+const CPU_HEADER = [
+  'workload',
+  'sdk: self (sys) + cluster',
+  'nbd: self (sys) + cluster + fio',
+  'mem: self (sys) + fio',
+  'qemu: qemu-nbd + fio',
+  'self syscalls r+w sdk',
+  'self syscalls r+w nbd',
+];
 
 export function cpuCells(r: NbdRow): string[] {
   const c = r.cpu_us;
   return [
     r.workload,
-    `${fmt(c.sdk.self, 1)} + ${fmt(c.sdk.cluster, 1)}`,
-    `${fmt(c.nbd.self, 1)} + ${fmt(c.nbd.cluster, 1)} + ${fmt(c.nbd.fio ?? 0, 1)}`,
+    `${fmt(c.sdk.self, 1)} (${fmt(c.sdk.selfSys, 1)} sys) + ${fmt(c.sdk.cluster, 1)}`,
+    `${fmt(c.nbd.self, 1)} (${fmt(c.nbd.selfSys, 1)} sys) + ${fmt(c.nbd.cluster, 1)} + ${fmt(c.nbd.fio ?? 0, 1)}`,
+    `${fmt(c.mem.self, 1)} (${fmt(c.mem.selfSys, 1)} sys) + ${fmt(c.mem.fio ?? 0, 1)}`,
     `${fmt(c.qemu.qemu ?? 0, 1)} + ${fmt(c.qemu.fio ?? 0, 1)}`,
+    `${fmt(r.syscalls.sdk.reads, 2)} + ${fmt(r.syscalls.sdk.writes, 2)}`,
+    `${fmt(r.syscalls.nbd.reads, 2)} + ${fmt(r.syscalls.nbd.writes, 2)}`,
   ];
 }
 
 async function main(): Promise<void> {
   const { nodes, flags, values } = parseFlags(process.argv.slice(2), {
     flags: ['markdown'],
-    values: ['seconds', 'rounds', 'warmup', 'size', 'only'],
+    values: ['seconds', 'rounds', 'warmup', 'size', 'only', 'targets', 'profile'],
   });
   if (nodes) throw new Error('bench/nbd runs against its own embedded cluster only');
   const seconds = Number(values.get('seconds') ?? 5);
@@ -480,6 +652,9 @@ async function main(): Promise<void> {
   if (!(seconds > 0) || !Number.isInteger(rounds) || rounds < 1 || !(warmup >= 0)) {
     throw new Error('--seconds > 0, --rounds >= 1 (integer), --warmup >= 0');
   }
+  const targets = values.get('targets')?.split(',');
+  const bad = targets?.find((t) => !(TARGETS as readonly string[]).includes(t));
+  if (bad !== undefined) throw new Error(`--targets: unknown target ${JSON.stringify(bad)} (${TARGETS.join(', ')})`);
   const t0 = performance.now();
   const res = await runNbdBench({
     seconds,
@@ -487,6 +662,8 @@ async function main(): Promise<void> {
     warmup,
     size: parseSize(values.get('size') ?? '1G'),
     only: values.get('only'),
+    targets: targets as Target[] | undefined,
+    profile: values.get('profile'),
     onRun: (s, r) => {
       if (process.stderr.isTTY) {
         process.stderr.write(`  ${s.name} round ${r.round} ${r.target}: ${fmt(r.mibps, 1)} MiB/s\n`);
@@ -502,7 +679,7 @@ async function main(): Promise<void> {
   );
   const render = md ? markdownTable : table;
   process.stdout.write(render(HEADER, res.rows.map(rowCells)));
-  process.stdout.write('\nCPU µs per request (medians)\n\n');
+  process.stdout.write('\nCPU µs per request, and system calls of this process per request (medians)\n\n');
   process.stdout.write(render(CPU_HEADER, res.rows.map(cpuCells)));
   const summary = {
     kind: 'nbd',
@@ -513,6 +690,8 @@ async function main(): Promise<void> {
       qemu_mibps: r.mibps.qemu.median,
       nbd_vs_sdk: r.nbd_vs_sdk,
       nbd_vs_qemu: r.nbd_vs_qemu,
+      mem_mibps: r.mibps.mem.median,
+      nbd_vs_mem: r.nbd_vs_mem,
     })),
   };
   process.stdout.write(`\n${JSON.stringify(summary)}\n`);
