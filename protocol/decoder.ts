@@ -127,13 +127,13 @@ export class FrameDecoder {
   /**
    * Where the rest of the body in progress may be received directly (e.g. a
    * socket read into it instead of into a chunk then copied): the unfilled
-   * part of the decoder's own body buffer, when at least `min` bytes of the
-   * body are still to come. Never a buffer `bodyTarget` gave (the caller
-   * decides what may be written there and when), never while a header is
+   * part of the body's buffer, when at least `min` bytes of the body are
+   * still to come. A buffer `bodyTarget` gave only with `targets` (the caller
+   * decides what may be written there and when); never while a header is
    * incomplete. Report what was written with bodyReceived().
    */
-  bodyWindow(min: number): Uint8Array | undefined {
-    if (this.pendHeader === undefined || this.pendTargeted || this.failed) return undefined;
+  bodyWindow(min: number, targets = false): Uint8Array | undefined {
+    if (this.pendHeader === undefined || (this.pendTargeted && !targets) || this.failed) return undefined;
     if (this.pendLen - this.pendFill < min) return undefined;
     if (this.pendBody === EMPTY) this.pendBody = Buffer.allocUnsafeSlow(this.pendLen);
     return this.pendBody.subarray(this.pendFill, this.pendLen);
@@ -142,7 +142,7 @@ export class FrameDecoder {
   /** `n` bytes were written at the start of the last bodyWindow(): the frame completes when the body is whole. */
   bodyReceived(n: number, onFrame: FrameHandler): void {
     if (this.failed) throw this.failed;
-    if (this.pendHeader === undefined || this.pendTargeted || this.pendBody === EMPTY) {
+    if (this.pendHeader === undefined || this.pendBody === EMPTY) {
       throw new RangeError('bodyReceived without a body window');
     }
     if (!Number.isInteger(n) || n < 0 || n > this.pendLen - this.pendFill) {

@@ -18,10 +18,10 @@
  * - The socket reads into one buffer per connection (`onread`: no new chunk
  *   and no stream machinery per read), decoded by the codec's FrameDecoder in
  *   `transient` mode; a reply body is received straight into a caller's
- *   buffer (`readInto`) or into a buffer of its own. While a long body of
- *   its own is arriving, the socket reads straight into that body (the
- *   onread buffer is chosen per read), skipping the copy; a `readInto`
- *   target never is (a cancel must stop writes to it at once).
+ *   buffer (`readInto`) or into a buffer of its own. While a long body is
+ *   arriving, the socket reads straight into it (the onread buffer is chosen
+ *   per read), skipping the copy out of the read buffer; an op whose
+ *   `readInto` buffer holds the socket's next read settles only after it.
  * - A reply with an unknown id, a header that does not match its request or
  *   an oversize body destroys the socket; every request in flight fails with
  *   SheepProtocolError naming the node and the reason.
@@ -304,6 +304,8 @@ export class Connection {
   /** Reads from the socket since the start (liveness: a connection that reads nothing is silent). */
   received = 0;
   private directReads = 0;
+  /** The op whose readInto buffer the socket's next read goes into (see nextReadBuffer). */
+  private windowOp: ConnectionOp | undefined;
   /** The first bytes the peer sent, kept until its first valid reply (to tell a non-sheep peer). */
   private sniff: Uint8Array | undefined;
   private sniffLen = 0;
@@ -756,23 +758,55 @@ export class Connection {
     this.slotFreed();
   }
 
-  /** Where the socket's next read goes: the rest of a long body in progress, or the read buffer. */
-  private readonly nextReadBuffer = (): Uint8Array =>
-    (this.skip === 0 && this._state !== 'closed' && this.decoder.bodyWindow(DIRECT_READ_MIN)) || this.readBuf;
+  /**
+   * Where the socket's next read goes: the rest of a long body in progress
+   * (the connection's own buffer, or a readInto target), or the read buffer.
+   * Node fixes the next read's buffer here, before anything can cancel the
+   * op; so while a target holds the next read, its op is marked as held by
+   * this socket (`flushingOn`, as for a payload not yet written): an op that
+   * gives up meanwhile settles only once that read is done or the socket is
+   * destroyed, never while the kernel may still write its buffer.
+   */
+  private readonly nextReadBuffer = (): Uint8Array => {
+    if (this.skip === 0 && this._state !== 'closed') {
+      const r = this.receiving;
+      const w = this.decoder.bodyWindow(DIRECT_READ_MIN, r !== undefined && r.flushingOn === undefined);
+      if (w !== undefined) {
+        if (r !== undefined) {
+          r.flushingOn = this;
+          this.windowOp = r;
+        }
+        return w;
+      }
+    }
+    return this.readBuf;
+  };
 
   private readonly onRead = (nread: number, buf: Uint8Array): boolean => {
     this.received++;
-    if (buf === this.readBuf) this.onData(buf.subarray(0, nread));
-    else {
-      this.directReads++;
-      try {
-        this.decoder.bodyReceived(nread, this.onFrame);
-      } catch (e) {
-        this.onProtocolError(e);
-      }
+    if (buf === this.readBuf) {
+      this.onData(buf.subarray(0, nread));
+      return true;
     }
+    this.directReads++;
+    const held = this.windowOp;
+    this.windowOp = undefined;
+    try {
+      // The rest of a body whose op was cancelled after this read was set up is skipped.
+      if (this.skip > 0) this.onData(buf.subarray(0, nread));
+      else this.decoder.bodyReceived(nread, this.onFrame);
+    } catch (e) {
+      this.onProtocolError(e);
+    }
+    // The read into the caller's buffer is done: deliver a reply held meanwhile, or settle an op that gave up.
+    if (held !== undefined) this.release(held);
     return true;
   };
+
+  /** @internal Whether the socket's next read goes into `op`'s readInto buffer (the pool's liveness check). */
+  readingInto(op: ConnectionOp): boolean {
+    return this.windowOp === op;
+  }
 
   private readonly onData = (chunk: Uint8Array): void => {
     if (this.replyCount === 0 && this.sniffLen < HEADER_SIZE) this.keepFirstBytes(chunk);
@@ -1087,9 +1121,12 @@ export class Connection {
     } catch (e) {
       hookThrew(e);
     }
-    // The socket is destroyed: payloads it still held are released before
-    // their ops are failed (and perhaps sent again elsewhere).
+    // The socket is destroyed: payloads and read buffers it still held are
+    // released before their ops are failed (and perhaps sent again elsewhere).
     this.releaseAll();
+    const held = this.windowOp;
+    this.windowOp = undefined;
+    if (held !== undefined) this.release(held);
     if (failed.length > 0) {
       const base = error ?? this.closedError(wasOpen);
       let sentErr: Error | undefined;
@@ -1160,8 +1197,12 @@ export class Connection {
  * Node no longer reads it.
  */
 export function stuckPayloadError(conn: Connection, op: string, bytes: number, timeout: number): ConnectionError {
+  const what =
+    bytes === 0
+      ? `the reply to ${op} was still arriving into the caller's buffer`
+      : `the ${bytes}-byte payload of ${op} was still in the socket`;
   return new ConnectionError(
-    `connection ${conn.id} to ${conn.node} destroyed: the ${bytes}-byte payload of ${op} was still in the socket after ${timeout} ms`,
+    `connection ${conn.id} to ${conn.node} destroyed: ${what} after ${timeout} ms`,
     conn.node,
     { reason: 'destroyed' },
   );

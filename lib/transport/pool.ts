@@ -541,7 +541,21 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
     const conn = pr.conn;
     if (this.destroyed || conn === undefined) return;
     const node = this.owner.get(conn);
-    const silent = conn.received === pr.liveMark && pr.opState === OpState.SENT && pr.flushingOn === undefined;
+    const quiet = conn.received === pr.liveMark && pr.opState === OpState.SENT;
+    if (quiet && conn.readingInto(pr) && pr.failovers < this.maxRetries && this.otherNodeUp(node)) {
+      // Silent in the middle of its reply, with the socket's next read set to
+      // go into the caller's buffer: only closing the connection frees that
+      // buffer. Its requests then fail over as after any connection loss.
+      conn.destroy(
+        new ConnectionError(
+          `connection ${conn.id} to ${conn.node} destroyed: silent for ${pr.liveness} ms in the middle of a reply (liveness)`,
+          conn.node,
+          { reason: 'destroyed' },
+        ),
+      );
+      return;
+    }
+    const silent = quiet && pr.flushingOn === undefined;
     if (!silent || pr.failovers >= this.maxRetries || !this.otherNodeUp(node)) {
       armLiveness(this, pr, conn);
       return;

@@ -332,6 +332,97 @@ t.test('abort while a long body is read straight into its own buffer: dropped, s
   t.equal(conn.orphans, 0);
 });
 
+/** A fake sheep that sends the header and `first` body bytes of oid 1's reply at once, the rest when told. */
+async function stalledReply(
+  t: Test,
+  first: number,
+): Promise<{ conn: Connection; sendRest: () => void; restSent: () => boolean }> {
+  let rest: (() => void) | undefined;
+  let sent = false;
+  const { conn } = await setup(t, {
+    onRequest: (r) => {
+      const h = r.header;
+      if (h.kind !== 'obj') return;
+      if (h.oid !== 1n) {
+        r.auto();
+        return;
+      }
+      const body = Buffer.alloc(h.dataLength, 0xee);
+      r.reply(Result.SUCCESS, { body: new Uint8Array(0), dataLength: h.dataLength });
+      r.conn.write(body.subarray(0, first));
+      rest = () => {
+        sent = true;
+        r.conn.writeSlowly([body.subarray(first, first + 100_000), body.subarray(first + 100_000)]);
+      };
+    },
+  });
+  return {
+    conn,
+    sendRest: () => rest?.(),
+    restSent: () => sent,
+  };
+}
+
+t.test('readInto of a long body: the socket reads straight into the caller buffer', async (t) => {
+  const LEN = 2 * 1024 * 1024;
+  const { conn, sendRest } = await stalledReply(t, 300_000);
+  const into = new Uint8Array(LEN);
+  const p = conn.request(read(1n, LEN), undefined, { readInto: into });
+  while (conn.stats.directReads < 1) await new Promise((r) => setImmediate(r));
+  sendRest();
+  const r = await p;
+  t.equal(r.body.buffer, into.buffer, 'the body is the caller buffer');
+  t.ok(
+    into.every((b) => b === 0xee),
+    'every byte landed',
+  );
+  t.ok(conn.stats.directReads >= 2, `${conn.stats.directReads} reads went straight into it`);
+  const r2 = await conn.request(read(2n, 32));
+  t.same(Buffer.from(r2.body), patternBody(2n, 0, 32), 'the stream stays in sync');
+});
+
+t.test('abort while the next socket read goes into the readInto buffer: settles only after that read', async (t) => {
+  const LEN = 1024 * 1024;
+  const { conn, sendRest, restSent } = await stalledReply(t, 300_000);
+  const into = new Uint8Array(LEN);
+  const ac = new AbortController();
+  const p = conn.request(read(1n, LEN), undefined, { readInto: into, signal: ac.signal });
+  while (conn.stats.directReads < 1) await new Promise((r) => setImmediate(r));
+  ac.abort();
+  let restWasSent: boolean | undefined;
+  const settled = p.then(
+    () => undefined,
+    (e: unknown) => {
+      restWasSent = restSent();
+      return e;
+    },
+  );
+  // Let the abort propagate, then let the peer send the rest.
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  sendRest();
+  t.ok((await settled) instanceof AbortError, 'AbortError');
+  t.equal(restWasSent, true, 'it settled only once the read set up before the abort had happened');
+  into.fill(0);
+  const r2 = await conn.request(read(2n, 32));
+  t.same(Buffer.from(r2.body), patternBody(2n, 0, 32), 'the stream stays in sync');
+  t.ok(
+    into.every((b) => b === 0),
+    'the caller buffer is not written after the request settled',
+  );
+  t.equal(conn.state, 'ready', 'the connection goes on');
+  t.equal(conn.orphans, 0);
+});
+
+t.test('timeout while the next socket read goes into the readInto buffer: the connection is closed', async (t) => {
+  const LEN = 1024 * 1024;
+  const { conn } = await stalledReply(t, 300_000);
+  const into = new Uint8Array(LEN);
+  const e = await conn.request(read(1n, LEN), undefined, { readInto: into, timeout: 300 }).catch((x: unknown) => x);
+  t.ok(e instanceof TimeoutError, 'TimeoutError');
+  t.equal(conn.state, 'closed', 'closing the socket was the only way to stop the read');
+  t.match(conn.closeError?.message ?? '', /arriving into the caller's buffer/);
+});
+
 t.test('past maxOrphans the connection is retired and closes once idle', async (t) => {
   const retired: Connection[] = [];
   const fake = await FakeSheep.start({ hold: true });

@@ -77,6 +77,40 @@ t.test('reads on a silent gateway fail over to the next one at the liveness dead
   t.equal((await p.request(read(9n, 8))).header.result, 0);
 });
 
+t.test(
+  'a gateway silent in the middle of a long readInto reply: its connection is closed and the read fails over',
+  async (t) => {
+    const LEN = 1024 * 1024;
+    // Sends the reply header and 300,000 body bytes, then nothing.
+    const stalling = await FakeSheep.start({
+      onRequest: (r) => {
+        const h = r.header;
+        if (h.kind !== 'obj') return;
+        r.reply(0, { body: new Uint8Array(0), dataLength: h.dataLength });
+        r.conn.write(Buffer.alloc(300_000, 0xee));
+      },
+    });
+    const healthy = await FakeSheep.start();
+    t.teardown(async () => {
+      await stalling.close();
+      await healthy.close();
+    });
+    const seen = retries(t);
+    const p = pool(t, [stalling, healthy], { livenessTimeout: 200 });
+    await bothUp(p);
+    const into = new Uint8Array(LEN);
+    const t0 = performance.now();
+    const r = await p.request(read(5n, LEN), undefined, { readInto: into });
+    t.ok(performance.now() - t0 < 10_000, 'well before the 30 s timeout');
+    t.equal(r.node, healthy.address, 'answered by the healthy node');
+    t.ok(Buffer.from(into).equals(patternBody(5n, 0, LEN)), 'the caller buffer holds the healthy reply');
+    t.ok(
+      seen.some((m) => m.node === stalling.address),
+      'the move away from the silent gateway was reported',
+    );
+  },
+);
+
 t.test('the default liveness deadline is a third of the request timeout (at most 5 s)', async (t) => {
   const [silent, healthy] = await silentAndHealthy(t);
   const p = pool(t, [silent, healthy], { requestTimeout: 3000 });

@@ -131,7 +131,8 @@ t.test('direct body windows: a reader filling bodyWindow() gets the same frames'
       fc.array(fc.integer({ min: 1, max: 4000 }), { minLength: 1, maxLength: 60 }),
       fc.integer({ min: 1, max: 2000 }),
       fc.boolean(),
-      (lens, reads, min, withTarget) => {
+      fc.boolean(),
+      (lens, reads, min, withTarget, intoTargets) => {
         const { bytes, frames } = stream(lens);
         const readBuf = new Uint8Array(4096);
         const targets = new Map<number, Uint8Array>();
@@ -156,10 +157,11 @@ t.test('direct body windows: a reader filling bodyWindow() gets the same frames'
         let r = 0;
         while (off < bytes.length) {
           const want = reads[r++ % reads.length] as number;
-          const w = d.bodyWindow(min);
+          const w = d.bodyWindow(min, intoTargets);
           if (w !== undefined) {
-            // Never a caller's target: those stay under the caller's control.
-            for (const tg of targets.values()) if (tg.buffer === w.buffer) throw new Error('window into a target');
+            // A caller's target only when asked: those stay under the caller's control.
+            if (!intoTargets)
+              for (const tg of targets.values()) if (tg.buffer === w.buffer) throw new Error('window into a target');
             windows++;
             const n = Math.min(want, w.length, bytes.length - off);
             w.set(bytes.subarray(off, off + n));
@@ -179,6 +181,9 @@ t.test('direct body windows: a reader filling bodyWindow() gets the same frames'
           const f = frames[i] as Frame;
           const g = got[i] as { id: number; body: Uint8Array };
           if (g.id !== f.id || Buffer.compare(g.body, f.body) !== 0) throw new Error(`frame ${f.id} differs`);
+          const tg = targets.get(f.id);
+          if (tg !== undefined && f.body.length > 0 && g.body.buffer !== tg.buffer)
+            throw new Error(`frame ${f.id}: body not in its target`);
         }
         return true;
       },
