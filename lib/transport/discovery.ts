@@ -8,7 +8,7 @@
  */
 import { Op, Result, SD_MAX_NODES, SD_NODE_SIZE } from '../../protocol/constants.js';
 import { type NodeResponse, plainRequest } from '../../protocol/header.js';
-import { decodeNodeList } from '../../protocol/records.js';
+import { decodeNodeList } from '../../protocol/records/node.js';
 import { formatAddress, parseAddress } from '../util/address.js';
 import { PoolNode, findResolved } from './node-health.js';
 import type { SheepdogPool } from './pool.js';
