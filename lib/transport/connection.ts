@@ -518,7 +518,10 @@ export class Connection {
     let off = 0;
     let runStart = 0;
     let ok = true;
-    sock.cork();
+    // Corked only when the batch has more than one write (a payload): a
+    // batch of headers alone is one plain write, which Node hands to the
+    // kernel at once, without its buffering of corked chunks.
+    let corked = false;
     while (i < n) {
       const op = out[i++] as ConnectionOp;
       if (op.opState !== OpState.QUEUED || op.conn !== this) continue; // cancelled while queued
@@ -529,6 +532,10 @@ export class Connection {
       this.sentCount++;
       const body = op.body;
       if (body !== undefined && body.length > 0) {
+        if (!corked) {
+          sock.cork();
+          corked = true;
+        }
         ok = sock.write(slab.subarray(runStart, off));
         op.flushingOn = this;
         this.flushQ.push(op);
@@ -538,7 +545,7 @@ export class Connection {
       }
     }
     if (off > runStart) ok = sock.write(slab.subarray(runStart, off)) && ok;
-    sock.uncork();
+    if (corked) sock.uncork();
     if (i >= n) {
       out.length = 0;
       this.outHead = 0;

@@ -40,12 +40,32 @@ const COMPACT_MIN = 64;
  */
 let sweeping = false;
 
+/** Whether the interval keeps the process alive (it does while a deadline is armed). */
+let sweeperRefed = false;
+
 function stopSweeper(): void {
   if (sweeping) return; // sweep() compacts the list and stops the interval when it ends
   if (sweeper !== undefined) clearInterval(sweeper);
   sweeper = undefined;
+  sweeperRefed = false;
   list.length = 0; // every entry left is cancelled
   dead = 0;
+}
+
+/**
+ * The last armed deadline was cancelled: the list is emptied, and the
+ * interval stops keeping the process alive but runs on until the next sweep
+ * (which stops it if nothing was armed since). A request at a time (QD 1)
+ * would otherwise clear and create the interval once per request.
+ */
+function goIdle(): void {
+  if (sweeping) return;
+  list.length = 0; // every entry left is cancelled
+  dead = 0;
+  if (sweeper !== undefined && sweeperRefed) {
+    sweeper.unref();
+    sweeperRefed = false;
+  }
 }
 
 /** Drop cancelled entries (amortized: runs once per `max(COMPACT_MIN, live)` cancels, over `live + dead` entries). */
@@ -113,9 +133,13 @@ export function armDeadline(d: Deadlined, ms: number): void {
   }
   list.push(d);
   live++;
-  // Not unref'd: a request waiting for its deadline keeps the process alive.
-  // The interval stops as soon as no deadline is armed.
+  // Ref'd while a deadline is armed: a request waiting for its deadline
+  // keeps the process alive. Unref'd as soon as none is, stopped at the
+  // next sweep if none was armed again.
   if (sweeper === undefined) sweeper = setInterval(sweep, SWEEP_MS);
+  else if (sweeperRefed) return;
+  else sweeper.ref();
+  sweeperRefed = true;
 }
 
 /** Cancel `d`'s deadline (idempotent). */
@@ -123,7 +147,7 @@ export function disarmDeadline(d: Deadlined): void {
   const inList = d.deadline !== 0 && d.timer === undefined;
   d.deadline = 0;
   if (inList) {
-    if (--live === 0) stopSweeper();
+    if (--live === 0) goIdle();
     else if (++dead >= COMPACT_MIN && dead > live && !sweeping) compact();
   }
   if (d.timer !== undefined) {

@@ -181,6 +181,27 @@ t.test('cancelled deadlines do not pile up in the sweep list between sweeps', as
   t.equal(listedDeadlines(), 0, 'empty once nothing is armed');
 });
 
+t.test('a deadline armed again right after the list went idle still fires', async (t) => {
+  const fired: string[] = [];
+  const mk = (name: string) => ({
+    deadline: 0,
+    timer: undefined as NodeJS.Timeout | undefined,
+    onDeadline: () => fired.push(name),
+  });
+  // One request at a time: armed, cancelled (the list goes idle), the next one armed.
+  for (let i = 0; i < 100; i++) {
+    const d = mk(`r${i}`);
+    armDeadline(d, 60_000);
+    disarmDeadline(d);
+  }
+  t.equal(listedDeadlines(), 0, 'idle: nothing listed');
+  const last = mk('last');
+  armDeadline(last, 1000);
+  t.equal(pendingDeadlines(), 1);
+  while (fired.length === 0) await new Promise((r) => setTimeout(r, 50));
+  t.same(fired, ['last'], 'only the one still armed fired');
+});
+
 t.test('a swept deadline callback may cancel the other deadlines, or arm new ones', async (t) => {
   const fired: string[] = [];
   const mk = (name: string, then?: () => void) => ({
