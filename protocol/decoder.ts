@@ -40,6 +40,13 @@ export interface FrameDecoderOptions {
    */
   bodyTarget?: (header: Uint8Array, length: number) => Uint8Array | undefined;
   /**
+   * Memory for a body the decoder copies (transient chunks, split bodies):
+   * `length` bytes that belong to that body alone (a slice of a larger slab
+   * is fine, as long as no other body is ever given the same bytes). Default:
+   * a buffer of exactly that length (`Buffer.allocUnsafeSlow`).
+   */
+  allocBody?: (length: number) => Uint8Array;
+  /**
    * The chunks given to push() are reused by the caller afterwards: never
    * hand out or keep a view of one, except the header passed to `onFrame`,
    * which is valid only during that call. Default false.
@@ -55,6 +62,7 @@ export class FrameDecoder {
   readonly maxDataLength: number;
   private readonly bodyTarget: FrameDecoderOptions['bodyTarget'];
   private readonly transient: boolean;
+  private readonly alloc: (length: number) => Uint8Array;
   private hdr: Uint8Array | undefined; // header being assembled across chunks
   private hdrFill = 0;
   private pendHeader: Uint8Array | undefined; // header of a body in progress
@@ -72,6 +80,7 @@ export class FrameDecoder {
     this.maxDataLength = opts.maxDataLength ?? DEFAULT_MAX_DATA_LENGTH;
     this.bodyTarget = opts.bodyTarget;
     this.transient = opts.transient === true;
+    this.alloc = opts.allocBody ?? allocExact;
   }
 
   /** Bytes held for an incomplete frame. */
@@ -135,7 +144,7 @@ export class FrameDecoder {
   bodyWindow(min: number, targets = false): Uint8Array | undefined {
     if (this.pendHeader === undefined || (this.pendTargeted && !targets) || this.failed) return undefined;
     if (this.pendLen - this.pendFill < min) return undefined;
-    if (this.pendBody === EMPTY) this.pendBody = Buffer.allocUnsafeSlow(this.pendLen);
+    if (this.pendBody === EMPTY) this.pendBody = this.alloc(this.pendLen);
     return this.pendBody.subarray(this.pendFill, this.pendLen);
   }
 
@@ -165,8 +174,7 @@ export class FrameDecoder {
   private bodyOf(chunk: Uint8Array, off: number, len: number): Uint8Array {
     const view = chunk.subarray(off, off + len);
     if (!this.transient) return view;
-    // allocUnsafeSlow, as for split bodies: body.buffer is the body alone.
-    const b = Buffer.allocUnsafeSlow(len);
+    const b = this.alloc(len);
     b.set(view);
     return b;
   }
@@ -187,8 +195,7 @@ export class FrameDecoder {
             onFrame(h, b);
             continue;
           }
-          // allocUnsafeSlow: never a slice of Node's shared pool, so body.buffer is the body alone.
-          this.pendBody = Buffer.allocUnsafeSlow(this.pendLen);
+          this.pendBody = this.alloc(this.pendLen);
         }
         const n = Math.min(this.pendLen - this.pendFill, end - off);
         this.pendBody.set(chunk.subarray(off, off + n), this.pendFill);
@@ -234,4 +241,9 @@ export class FrameDecoder {
       this.pendFill = 0;
     }
   }
+}
+
+/** The default body memory: exactly its length, never a slice of Node's shared pool (body.buffer is the body alone). */
+function allocExact(length: number): Uint8Array {
+  return Buffer.allocUnsafeSlow(length);
 }

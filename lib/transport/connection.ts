@@ -210,6 +210,9 @@ const SLAB_KEEP_MAX = 1024 * 1024;
 const READ_BUFFER_SIZE = 256 * 1024;
 /** A body with at least this much still to come is read straight into its own buffer. */
 const DIRECT_READ_MIN = 64 * 1024;
+/** Reply bodies up to this size are slices of a shared slab (as Node pools small Buffers); longer ones get memory of their own. */
+const SMALL_BODY_MAX = 8 * 1024;
+const BODY_SLAB_SIZE = 128 * 1024;
 
 let connectionSerial = 0;
 
@@ -304,6 +307,9 @@ export class Connection {
   /** Reads from the socket since the start (liveness: a connection that reads nothing is silent). */
   received = 0;
   private directReads = 0;
+  /** The slab small reply bodies are cut from (never reused: each slice stays its body's alone). */
+  private bodySlab: Buffer | undefined;
+  private bodySlabOff = 0;
   /** The op whose readInto buffer the socket's next read goes into (see nextReadBuffer). */
   private windowOp: ConnectionOp | undefined;
   /** The first bytes the peer sent, kept until its first valid reply (to tell a non-sheep peer). */
@@ -330,6 +336,7 @@ export class Connection {
       direction: 'response',
       maxDataLength: opts.maxDataLength ?? DEFAULT_MAX_DATA_LENGTH,
       bodyTarget: this.bodyTarget,
+      allocBody: this.allocBody,
       // The socket reads into one buffer of ours, reused read after read.
       transient: true,
     });
@@ -764,6 +771,24 @@ export class Connection {
     this.late(op);
     this.slotFreed();
   }
+
+  /**
+   * Memory for a reply body that is not received into a readInto buffer: a
+   * small one is the next free slice of a slab (one allocation for many
+   * bodies, the way Node's own pool serves small Buffers; a slice is never
+   * handed out twice), a long one a buffer of its own.
+   */
+  private readonly allocBody = (len: number): Uint8Array => {
+    if (len > SMALL_BODY_MAX) return Buffer.allocUnsafeSlow(len);
+    let slab = this.bodySlab;
+    let off = this.bodySlabOff;
+    if (slab === undefined || off + len > slab.length) {
+      slab = this.bodySlab = Buffer.allocUnsafeSlow(BODY_SLAB_SIZE);
+      off = 0;
+    }
+    this.bodySlabOff = (off + len + 7) & ~7; // 8-byte aligned, as Node's pool
+    return slab.subarray(off, off + len);
+  };
 
   /**
    * Where the socket's next read goes: the rest of a long body in progress

@@ -550,13 +550,12 @@ function isZero(b: Uint8Array): boolean {
 
 /**
  * A reply body as the Buffer `read()` returns: the body itself when it is
- * exactly `len` bytes alone in its memory (the transport gives each reply
- * body memory of its own), else a copy padded with zeros.
+ * exactly `len` bytes (the transport gives each reply body memory of its
+ * own: a long one an ArrayBuffer of its own, a short one a slice of a slab
+ * that no other body shares), else a copy padded with zeros.
  */
 function ownedBody(body: Uint8Array, len: number): Buffer {
-  if (body.length === len && body.byteOffset === 0 && body.buffer.byteLength === len) {
-    return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, 0, len);
-  }
+  if (body.length === len) return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, len);
   const out = Buffer.alloc(len);
   out.set(body.subarray(0, Math.min(len, body.length)));
   return out;

@@ -65,6 +65,19 @@ t.test('read() inside one object returns memory of its own: no aliasing between 
   t.ok((await v.read(MiB, 2 * MiB)).equals(d), 'and the next read alone');
   const small = await v.read(MiB + 3, 5);
   t.ok(small.equals(d.subarray(3, 8)), 'a short unaligned read');
+  // Short reads are slices of a shared slab (as Node's small Buffers): each its own bytes.
+  const shorts = await Promise.all(Array.from({ length: 64 }, (_, i) => v.read(MiB + i * 4096, 4096)));
+  shorts.forEach((b, i) => t.ok(b.equals(d.subarray(i * 4096, (i + 1) * 4096)), `4 KiB read ${i}`));
+  for (const b of shorts) b.fill(0xcc);
+  const again = await Promise.all(Array.from({ length: 64 }, (_, i) => v.read(MiB + i * 4096, 4096)));
+  t.ok(
+    again.every((b, i) => b.equals(d.subarray(i * 4096, (i + 1) * 4096))),
+    'filling earlier results changed no later one',
+  );
+  t.ok(
+    shorts.every((b) => b.every((x) => x === 0xcc)),
+    'and no later read wrote into an earlier result',
+  );
   await v.close();
 });
 

@@ -213,3 +213,49 @@ t.test(
     t.throws(() => d.bodyReceived(1, () => undefined), RangeError, 'no window');
   },
 );
+
+t.test('allocBody: copied bodies take their memory from the caller, each its own bytes', async (t) => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: 1, maxLength: 12 }),
+      fc.array(fc.nat(), { maxLength: 30 }),
+      (lens, cuts) => {
+        const { bytes, frames } = stream(lens);
+        const slab = new Uint8Array(64 * 1024);
+        let used = 0;
+        const given: [number, number][] = [];
+        const d = new FrameDecoder({
+          direction: 'response',
+          transient: true,
+          allocBody: (len) => {
+            if (used + len > slab.length) throw new Error('slab exhausted');
+            given.push([used, len]);
+            const b = slab.subarray(used, used + len);
+            used += len;
+            return b;
+          },
+        });
+        const got: Uint8Array[] = [];
+        const scratch = new Uint8Array(bytes.length);
+        const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+        let prev = 0;
+        for (const p of [...points, bytes.length]) {
+          if (p <= prev) continue;
+          scratch.set(bytes.subarray(prev, p), 0);
+          d.push(scratch.subarray(0, p - prev), (_h, b) => got.push(b));
+          scratch.fill(0xee);
+          prev = p;
+        }
+        if (got.length !== frames.length) throw new Error('frames missing');
+        got.forEach((b, i) => {
+          if (b.buffer !== slab.buffer) throw new Error(`frame ${i}: not from allocBody`);
+          if (Buffer.compare(b, (frames[i] as Frame).body) !== 0) throw new Error(`frame ${i} differs`);
+        });
+        if (given.length !== frames.length) throw new Error(`${given.length} allocations for ${frames.length} bodies`);
+        return true;
+      },
+    ),
+    { numRuns: 200 },
+  );
+  t.pass('200 random streams: every body from allocBody, intact');
+});
