@@ -352,8 +352,8 @@ export class Connection {
       // Read into one buffer per connection instead of a new chunk per read
       // (and no stream machinery per chunk): replies are decoded straight
       // out of it, bodies land in their readInto target or in a copy.
-      // A long body of the connection's own (not a readInto target, which a
-      // cancel must be able to stop at once) is read straight into itself.
+      // The buffer is chosen per read: the rest of a long body is read
+      // straight into that body (see nextReadBuffer).
       onread: { buffer: this.nextReadBuffer, callback: this.onRead },
     });
     this.socket.on('connect', this.onConnect);
