@@ -32,12 +32,16 @@ t.test('the --json contract: the old keys in their order, cpu_ms appended', asyn
 });
 
 t.test('--warmup: the warm-up is not counted in bytes; cpu_ms is the last key', async (t) => {
-  const base = ['--op', 'read', '--pattern', 'random', '--bs', '4K', '--qd', '4', '--total', '1M', '--nodes', '1'];
-  const j = await bench([...base, '--warmup', '0.3', '--json']);
+  // One embedded cluster (a worker thread) for the three runs, rather than one launched per run.
+  const cluster = await startEmbeddedThread({ nodes: 1, port: 0 });
+  t.teardown(() => cluster.close());
+  const base = ['-a', cluster.addresses.join(','), '--vdi', 'warm', '--op', 'write', '--pattern', 'random'];
+  base.push('--bs', '4K', '--qd', '4', '--total', '1M');
+  const j = await bench([...base, '--create', '16M', '--warmup', '0.3', '--json']);
   t.equal(j.code, 0, j.err);
   const line = JSON.parse(j.out) as Record<string, unknown>;
   t.strictSame(Object.keys(line), [...OLD_KEYS, 'cpu_ms'], 'cpu_ms is the new last key');
-  // 0.3 s of 4 KiB reads at QD4 is far more than 1 MiB: counting any of it would show.
+  // 0.3 s of 4 KiB writes at QD4 is far more than 1 MiB: counting any of it would show.
   t.equal(line['bytes'], 2 ** 20, 'bytes is the measured phase only (--total)');
   const cpu = line['cpu_ms'];
   t.ok(typeof cpu === 'number' && Number.isFinite(cpu) && cpu > 0, `cpu_ms is a positive number (${String(cpu)})`);
