@@ -303,29 +303,15 @@ t.test('a long body without readInto is read straight into its own buffer, split
 });
 
 t.test('abort while a long body is read straight into its own buffer: dropped, stream in sync', async (t) => {
-  let sendRest: (() => void) | undefined;
   const LEN = 1024 * 1024;
-  const { conn } = await setup(t, {
-    onRequest: (r) => {
-      const h = r.header;
-      if (h.kind !== 'obj') return;
-      if (h.oid !== 1n) {
-        r.auto();
-        return;
-      }
-      const body = Buffer.alloc(h.dataLength, 0xee);
-      r.reply(Result.SUCCESS, { body: new Uint8Array(0), dataLength: h.dataLength });
-      r.conn.write(body.subarray(0, 300_000));
-      sendRest = () => r.conn.writeSlowly([body.subarray(300_000, 700_000), body.subarray(700_000)]);
-    },
-  });
+  const { conn, sendRest } = await stalledReply(t, 300_000);
   const ac = new AbortController();
   const p = conn.request(read(1n, LEN), undefined, { signal: ac.signal });
   const lateBefore = conn.stats.lateReplies;
   while (conn.stats.directReads < 1) await new Promise((r) => setImmediate(r));
   ac.abort();
   t.ok((await p.catch((x: unknown) => x)) instanceof AbortError);
-  sendRest?.();
+  sendRest();
   const r2 = await conn.request(read(2n, 32));
   t.same(Buffer.from(r2.body), patternBody(2n, 0, 32), 'the stream stays in sync');
   t.equal(conn.stats.lateReplies, lateBefore + 1, 'the late body was dropped');
