@@ -143,8 +143,13 @@ t.test('node list, cluster info, stat sheep, epochs with nodes leaving and joini
   const st = await c.call(plainRequest(Op.STAT_SHEEP));
   t.ok(st.rsp.kind === 'node' && st.rsp.storeSize === 1n << 30n && st.rsp.storeFree === 1n << 30n);
   await createObj(c, vidToDataOid(1, 0), 0, Buffer.alloc(1 << 20, 1));
-  const st2 = await c.call(plainRequest(Op.STAT_SHEEP));
+  // STAT_SHEEP reports the node's own store: ask one the ring placed the object on
+  // (2 of 3 nodes, which ones depends on the nodes' ephemeral ports).
+  const at = sheep.placement(vidToDataOid(1, 0))[0] as number;
+  const hc = at === 0 ? c : await connect(t, sheep.addresses[at] as string);
+  const st2 = await hc.call(plainRequest(Op.STAT_SHEEP));
   t.ok(st2.rsp.kind === 'node' && st2.rsp.storeFree < 1n << 30n, 'used space shows');
+  if (hc !== c) hc.close();
 
   t.equal((await statCluster(c, 1, 1)).rsp.result, Result.BUFFER_SMALL, 'room for 1 node, 3 in the epoch');
   await sheep.stopNode(2);
