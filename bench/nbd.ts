@@ -38,7 +38,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type BenchOp, type BenchPattern, fillVdi, measure } from '../cli/bench/engine.js';
+import { type BenchOp, type BenchPattern, fillPattern, fillVdi, measure } from '../cli/bench/engine.js';
 import { launchSheep } from '../cli/bench/launcher.js';
 import { SheepdogClient } from '../lib/client/client.js';
 import { parseSize } from '../lib/client/names.js';
@@ -373,17 +373,6 @@ function memoryClient(vdi: MemoryVdi): SheepdogClient {
     close: () => Promise.resolve(),
   };
   return c as unknown as SheepdogClient;
-}
-
-function fillPattern(buf: Buffer, seed: number): Buffer {
-  let x = seed | 1;
-  for (let i = 0; i + 4 <= buf.length; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    buf.writeInt32LE(x | 0, i);
-  }
-  return buf;
 }
 
 /** A raw file of `size` bytes of data (no holes), for qemu-nbd. */

@@ -48,7 +48,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fillVdi } from '../cli/bench/engine.js';
+import { type BenchResult, fillVdi } from '../cli/bench/engine.js';
 import { SheepdogClient } from '../lib/client/client.js';
 import {
   CLI,
@@ -117,20 +117,7 @@ export const ROWS: readonly Row[] = [
 ];
 
 /** The JSON line both programs print (`sheepdog bench --json`'s keys; sd-bench's are the same). */
-export interface BenchLine {
-  op: string;
-  pattern: string;
-  bs: number;
-  qd: number;
-  bytes: number;
-  seconds: number;
-  mibps: number;
-  iops: number;
-  p50_us: number;
-  p99_us: number;
-  max_rss_mb: number;
-  cpu_ms: number;
-}
+export type BenchLine = BenchResult;
 
 /** One measured run. */
 export interface PeerRun extends BenchLine {

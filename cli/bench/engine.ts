@@ -150,7 +150,8 @@ function startSampler(pool: SheepdogPool | undefined, tick: () => void): Sampler
   };
 }
 
-function fillPattern(buf: Buffer, seed: number): Buffer {
+/** Fill `buf` with xorshift32 words from `seed` (the bytes benchmark writes carry; bench/c/sd-bench writes the same). */
+export function fillPattern(buf: Buffer, seed: number): Buffer {
   let x = seed | 1;
   for (let i = 0; i + 4 <= buf.length; i += 4) {
     x ^= x << 13;
