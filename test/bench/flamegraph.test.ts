@@ -380,7 +380,9 @@ t.test('end to end: a real --cpu-prof profile of a busy function', async (t) => 
   const svg = flameSvg(profile, { title: 'busy loop' });
   t.same(wellFormed(svg), []);
   t.match(svg, /<title>flameBusyLoop \(\[eval\]:1\) — [\d.]+ ms/, 'the busy function is a frame');
-  const top = selfTimes(profile)[0];
-  t.equal(top?.name, 'flameBusyLoop', 'and the top self time');
-  t.ok((top?.selfMs ?? 0) > 50, `${top?.selfMs} ms of it (200 ms of CPU; on a busy machine samples go missing)`);
+  // Not "the top frame": samples are wall time, and a stall elsewhere (a
+  // module loader thread under tap: makeSyncRequest) can outweigh it.
+  const busy = selfTimes(profile).find((f) => f.name === 'flameBusyLoop');
+  t.ok(busy, 'the busy function has self time');
+  t.ok((busy?.selfMs ?? 0) > 50, `${busy?.selfMs} ms of it (200 ms of CPU; on a busy machine samples go missing)`);
 });
