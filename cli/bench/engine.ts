@@ -13,7 +13,7 @@ import type { SheepdogPool } from '../../lib/transport/pool.js';
 import type { MemorySheepOptions } from '../../testing/types.js';
 import type { Vdi } from '../../lib/vdi/vdi.js';
 import type { BenchSheepMessage } from './bench-sheep.js';
-import { launchSheep } from './launcher.js';
+import { launchSheep, serverEntry } from './launcher.js';
 
 export type BenchOp = 'read' | 'write';
 export type BenchPattern = 'seq' | 'random';
@@ -66,7 +66,7 @@ export interface EmbeddedCluster {
 
 /** The embedded cluster in a worker thread of this process: its own event loop and heap, but not its own process. */
 export function startEmbeddedThread(opts: MemorySheepOptions): Promise<EmbeddedCluster> {
-  const worker = new Worker(new URL('./bench-sheep.js', import.meta.url), { workerData: opts });
+  const worker = new Worker(serverEntry(), { workerData: opts });
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
     const onExit = (code: number): void => reject(new Error(`the embedded cluster exited (code ${code})`));

@@ -24,19 +24,53 @@ export interface LaunchedSheep {
   close(): Promise<void>;
 }
 
-/** The server entry point, compiled (dist) or as source (run under a TypeScript loader). */
-function serverEntry(): string {
-  const js = fileURLToPath(new URL('./bench-sheep.js', import.meta.url));
-  if (existsSync(js)) return js;
+/**
+ * The cluster's entry point, for fork and for a worker thread: the compiled
+ * file next to this module (dist/cli/bench/). Run from the source tree (cli/
+ * under a TypeScript loader, as the tests do), the compiled copy in dist/
+ * when there is one, which starts without transpiling the cluster's modules
+ * and works in a worker thread whatever the loader; else the source itself.
+ */
+export function serverEntry(): string {
+  for (const u of [
+    new URL('./bench-sheep.js', import.meta.url),
+    new URL('../../dist/cli/bench/bench-sheep.js', import.meta.url),
+  ]) {
+    const p = fileURLToPath(u);
+    if (existsSync(p)) return p;
+  }
   return fileURLToPath(new URL('./bench-sheep.ts', import.meta.url));
 }
 
+const PRELOAD = /^--(import|require|loader|experimental-loader)$/;
+
+/**
+ * Node flags for the cluster's process: this process's, without --cpu-prof &
+ * co. (a profile is of the benchmarked client), and, when the entry is
+ * compiled JavaScript, without preloaded modules and loaders (a TypeScript
+ * loader would only slow its start).
+ */
+export function clusterExecArgv(execArgv: readonly string[], entry: string): string[] {
+  const compiled = entry.endsWith('.js');
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const a = execArgv[i] as string;
+    if (/^--(cpu|heap)-prof/.test(a)) continue;
+    if (compiled && PRELOAD.test(a.replace(/=.*/s, ''))) {
+      if (!a.includes('=')) i++; // its value is the next argument
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
 export function launchSheep(opts: MemorySheepOptions, timeoutMs = 30_000): Promise<LaunchedSheep> {
-  const child = fork(serverEntry(), [JSON.stringify(opts)], {
+  const entry = serverEntry();
+  const child = fork(entry, [JSON.stringify(opts)], {
     // stderr is shared so that a crash of the cluster is visible; stdout is the benchmark's.
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    // Inherit loader flags (e.g. a TypeScript loader) but not --cpu-prof & co.
-    execArgv: process.execArgv.filter((a) => !/^--(cpu|heap)-prof/.test(a)),
+    execArgv: clusterExecArgv(process.execArgv, entry),
     serialization: 'json',
   });
   const exited = new Promise<void>((resolve) => {

@@ -34,6 +34,28 @@ function jsonLines(stdout: Buffer): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+/** `sheepdog bench` in this process (coverage of cli/bench/), with its output captured. */
+class Capture extends Writable {
+  text = '';
+  isTTY: boolean;
+  columns = 100;
+  constructor(tty = false) {
+    super();
+    this.isTTY = tty;
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+async function bench(args: string[], tty = false): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new Capture();
+  const stderr = new Capture(tty);
+  const code = await runBench(args, { stdout, stderr });
+  return { code, out: stdout.text, err: stderr.text };
+}
+
 for (const op of ['read', 'write'] as const) {
   t.test(`bench --json: ${op}`, async (t) => {
     const args = ['bench', '--op', op, '--pattern', 'random', '--bs', '4K', '--qd', '4', '--total', '4M', '--json'];
@@ -89,6 +111,8 @@ t.test('bench --null: the client-side ceiling', async (t) => {
   t.strictSame(Object.keys(jsonLines(r.stdout)[0] ?? {}), KEYS);
 });
 
+// Usage errors: the messages in process (cheap), and one through the real
+// process for its exit status.
 t.test('bench usage errors exit 64', async (t) => {
   const cases: [string[], RegExp][] = [
     [['--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M'], /--op must be read or write/],
@@ -96,15 +120,20 @@ t.test('bench usage errors exit 64', async (t) => {
     [['--op', 'read', '--pattern', 'zigzag', '--bs', '4K', '--qd', '1', '--total', '1M'], /--pattern/],
     [['--op', 'read', '--pattern', 'seq', '--bs', 'lots', '--qd', '1', '--total', '1M'], /--bs/],
     [['--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '0', '--total', '1M'], /--qd/],
-    [['-a', '127.0.0.1:7000', '--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M'], /--vdi/],
+    [['-a', '127.0.0.1:1', '--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M'], /--vdi/],
     [['--op', 'read', '--pattern', 'seq', '--bs', '4K', '--qd', '1', '--total', '1M', '--bogus'], /bogus/],
   ];
   for (const [args, msg] of cases) {
-    const r = await sheepdog(undefined, ['bench', ...args]);
+    const r = await bench(args);
     t.equal(r.code, 64, args.join(' '));
-    t.match(r.stderr, msg);
-    t.equal(r.stdout.length, 0);
+    t.match(r.err, msg);
+    t.equal(r.out, '');
   }
+  const [args, msg] = cases[0] as [string[], RegExp];
+  const r = await sheepdog(undefined, ['bench', ...args]);
+  t.equal(r.code, 64, `the process exits 64: ${args.join(' ')}`);
+  t.match(r.stderr, msg);
+  t.equal(r.stdout.length, 0);
 });
 
 t.test('bench --help', async (t) => {
@@ -124,26 +153,6 @@ t.test('bench against a cluster that is not there exits 2', async (t) => {
 // The same command run in this process (coverage of cli/bench/): the
 // embedded cluster still starts in a separate process, from the sources.
 
-class Capture extends Writable {
-  text = '';
-  isTTY: boolean;
-  columns = 100;
-  constructor(tty = false) {
-    super();
-    this.isTTY = tty;
-  }
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
-
-async function bench(args: string[], tty = false): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture(tty);
-  const code = await runBench(args, { stdout, stderr });
-  return { code, out: stdout.text, err: stderr.text };
-}
 
 t.test('runBench in process: --json, text, progress on a TTY, --into, --null', async (t) => {
   const base = ['--pattern', 'seq', '--bs', '64K', '--qd', '2', '--total', '1M', '--nodes', '1'];
@@ -173,7 +182,7 @@ t.test('runBench in process: --json, text, progress on a TTY, --into, --null', a
     '--seconds',
     '0.2',
     '--create',
-    '64M',
+    '8M',
   ]);
   t.equal(secs.code, 0, secs.err);
   t.match(secs.out, /read random bs=4\.0 KiB qd=2 on 3 embedded gateways/);
@@ -279,4 +288,31 @@ t.test('the worker-thread fallback serves a cluster too', async (t) => {
   t.equal(c.addresses.length, 1);
   await c.close();
   await c.close();
+});
+
+t.test("the cluster process's Node flags: no profiler; no preloads or loaders for compiled JavaScript", async (t) => {
+  const { clusterExecArgv } = await import('../../cli/bench/launcher.js');
+  const argv = [
+    '--cpu-prof',
+    '--cpu-prof-dir=/tmp',
+    '--import=file:///a/ts-loader.mjs',
+    '--import',
+    'tsx',
+    '--require',
+    './pre.cjs',
+    '--loader=x',
+    '--max-old-space-size=512',
+    '--enable-source-maps',
+  ];
+  t.strictSame(clusterExecArgv(argv, '/d/bench-sheep.js'), ['--max-old-space-size=512', '--enable-source-maps']);
+  t.strictSame(clusterExecArgv(argv, '/d/bench-sheep.ts'), [
+    '--import=file:///a/ts-loader.mjs',
+    '--import',
+    'tsx',
+    '--require',
+    './pre.cjs',
+    '--loader=x',
+    '--max-old-space-size=512',
+    '--enable-source-maps',
+  ]);
 });
