@@ -1,6 +1,7 @@
 /** `sheepdog nbd serve`: serve VDIs and snapshots over NBD in the foreground, until Ctrl-C / SIGTERM. */
+import { readFileSync } from 'node:fs';
 import { NoTagError, NoVdiError } from '../../lib/errors.js';
-import { type NbdListen, parseExportRef, startNbdServer } from '../../lib/nbd/server.js';
+import { type NbdListen, type NbdTlsOptions, parseExportRef, startNbdServer } from '../../lib/nbd/server.js';
 import { parseAddress } from '../../lib/util/address.js';
 import { UsageError } from '../exit.js';
 import { toJson } from '../format.js';
@@ -28,6 +29,35 @@ function listenOpt(listen: string | undefined, socket: string | undefined): NbdL
   }
 }
 
+/** --tls-cert, --tls-key, --tls-ca, --tls-optional: the server's TLS credentials, read from PEM files. */
+function tlsOpt(
+  cert: string | undefined,
+  key: string | undefined,
+  ca: string | undefined,
+  optional: boolean,
+): NbdTlsOptions | undefined {
+  if (cert === undefined && key === undefined) {
+    if (ca !== undefined || optional) throw new UsageError('--tls-ca and --tls-optional need --tls-cert and --tls-key');
+    return undefined;
+  }
+  if (cert === undefined || key === undefined) throw new UsageError('give both --tls-cert and --tls-key');
+  const read = (flag: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new UsageError(
+        `${flag}: cannot read ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      );
+    }
+  };
+  return {
+    cert: read('--tls-cert', cert),
+    key: read('--tls-key', key),
+    ...(ca === undefined ? {} : { ca: read('--tls-ca', ca) }),
+    optional,
+  };
+}
+
 export const nbdServe: CommandSpec = {
   path: ['nbd', 'serve'],
   args: '[NAME[@TAG]...]',
@@ -37,12 +67,18 @@ export const nbdServe: CommandSpec = {
     'the first is also the default export (empty name). --all serves any VDI or snapshot, looked up when a ' +
     `client connects. Listens on 127.0.0.1:${NBD_PORT} unless --listen or --socket is given (port 0: an ` +
     'ephemeral port). The nbd:// URI of every export is printed on stdout once the server listens ' +
-    '(with --all, the server URI too). SIGINT / SIGTERM answer the requests in flight, close, and exit 0.',
+    '(with --all, the server URI too). With --tls-cert and --tls-key, clients start TLS (NBD_OPT_STARTTLS) ' +
+    'before anything else (the URIs are nbds://), unless --tls-optional; with --tls-ca, they must present a ' +
+    'certificate that CA issued. SIGINT / SIGTERM answer the requests in flight, close, and exit 0.',
   options: {
     listen: { type: 'string', arg: 'HOST:PORT', help: `address to listen on (default 127.0.0.1:${NBD_PORT})` },
     socket: { type: 'string', arg: 'PATH', help: 'listen on a Unix socket instead' },
     'read-only': { type: 'boolean', short: 'r', help: 'serve every export read-only' },
     all: { type: 'boolean', help: 'serve any VDI or snapshot of the cluster (NBD_OPT_LIST lists them)' },
+    'tls-cert': { type: 'string', arg: 'FILE', help: 'TLS: the server certificate (PEM)' },
+    'tls-key': { type: 'string', arg: 'FILE', help: 'TLS: its private key (PEM)' },
+    'tls-ca': { type: 'string', arg: 'FILE', help: 'TLS: require client certificates issued by this CA (PEM)' },
+    'tls-optional': { type: 'boolean', help: 'TLS: also serve clients that do not start TLS' },
   },
   min: 0,
   max: Infinity,
@@ -51,6 +87,7 @@ export const nbdServe: CommandSpec = {
     'sheepdog nbd serve vol',
     'sheepdog -a 10.0.0.1:7000 nbd serve --listen 0.0.0.0:10809 vol vol@base',
     'sheepdog nbd serve --all --read-only --socket /run/sheepdog-nbd.sock',
+    'sheepdog nbd serve --tls-cert server-cert.pem --tls-key server-key.pem vol',
     'qemu-img info nbd://127.0.0.1:10809/vol',
   ],
   async run(ctx, pos, opts) {
@@ -58,6 +95,7 @@ export const nbdServe: CommandSpec = {
     if (pos.length === 0 && !all) throw new UsageError('give the exports (NAME or NAME@TAG) or --all');
     const listen = listenOpt(str(opts, 'listen'), str(opts, 'socket'));
     const readOnly = bool(opts, 'read-only');
+    const tls = tlsOpt(str(opts, 'tls-cert'), str(opts, 'tls-key'), str(opts, 'tls-ca'), bool(opts, 'tls-optional'));
     const client = ctx.client();
     // A misspelt export fails now, not when the first client asks for it.
     for (const name of pos) {
@@ -71,7 +109,13 @@ export const nbdServe: CommandSpec = {
         throw e;
       }
     }
-    const server = await startNbdServer({ client, exports: all ? 'all' : pos, listen, readOnly });
+    const server = await startNbdServer({
+      client,
+      exports: all ? 'all' : pos,
+      listen,
+      readOnly,
+      ...(tls === undefined ? {} : { tls }),
+    });
 
     const stop = stopSignal(ctx.io);
     try {
@@ -84,6 +128,7 @@ export const nbdServe: CommandSpec = {
             address: server.address,
             all,
             readOnly,
+            tls: tls === undefined ? false : tls.optional ? 'optional' : 'required',
             exports: pos.map((name) => ({ name, uri: server.uri(name) })),
             ...(all ? { uri: base } : {}),
           }),
@@ -91,7 +136,8 @@ export const nbdServe: CommandSpec = {
       } else ctx.out(`${uris.join('\n')}\n`);
       ctx.note(
         `sheepdog: serving ${all ? 'every VDI and snapshot' : `${pos.length} export${pos.length === 1 ? '' : 's'}`}` +
-          ` over NBD${readOnly ? ' (read-only)' : ''}; try: nbdinfo ${uris[0] ?? base}; Ctrl-C stops`,
+          ` over NBD${tls ? ' with TLS' : ''}${readOnly ? ' (read-only)' : ''}; try: nbdinfo ${uris[0] ?? base}` +
+          `${tls ? '?tls-certificates=DIR' : ''}; Ctrl-C stops`,
       );
       ctx.io.onListening?.(uris);
       if (!stop.signal.aborted) await new Promise((r) => stop.signal.addEventListener('abort', r, { once: true }));

@@ -10,5 +10,5 @@
  * The pure codec is exported too, for tools and tests.
  */
 export { nbdErrno, parseExportRef, startNbdServer } from './server.js';
-export type { NbdAddress, NbdListen, NbdServer, NbdServerOptions } from './server.js';
+export type { NbdAddress, NbdListen, NbdServer, NbdServerOptions, NbdTlsOptions } from './server.js';
 export * as nbdProtocol from './protocol/index.js';

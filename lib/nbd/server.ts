@@ -5,6 +5,7 @@
  * in ./protocol) and Vdi. See docs/nbd.md.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { once, setMaxListeners } from 'node:events';
 import { SheepdogClient } from '../client/client.js';
 import type { SnapshotRef } from '../client/names.js';
@@ -72,6 +73,28 @@ export interface NbdServerOptions {
   maxInFlightBytes?: number;
   /** The same over all connections (default 256 MiB). */
   maxServerInFlightBytes?: number;
+  /** TLS (NBD_OPT_STARTTLS): without it, STARTTLS is answered NBD_REP_ERR_UNSUP. */
+  tls?: NbdTlsOptions;
+}
+
+/**
+ * The server's TLS credentials (PEM). A client upgrades with
+ * NBD_OPT_STARTTLS during the handshake, as QEMU and libnbd's tools do; the
+ * URIs become nbds://.
+ */
+export interface NbdTlsOptions {
+  /** Private key of the server certificate. */
+  key: string | Buffer;
+  /** Server certificate (chain). */
+  cert: string | Buffer;
+  /** CA certificates: when given, clients must present a certificate one of them issued. */
+  ca?: string | Buffer;
+  /**
+   * Also serve clients that do not start TLS (default false: until STARTTLS
+   * every option but ABORT gets NBD_REP_ERR_TLS_REQD, and NBD_OPT_EXPORT_NAME
+   * ends the connection).
+   */
+  optional?: boolean;
 }
 
 export type NbdAddress = { host: string; port: number } | { path: string };
@@ -181,6 +204,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   if (opts.exports !== 'all' && !Array.isArray(opts.exports)) {
     throw new InvalidArgumentError("exports must be a list of names or 'all'");
   }
+  const tlsConfig = opts.tls === undefined ? undefined : secureContext(opts.tls);
   const ownsClient = opts.client === undefined;
   const client = opts.client ?? new SheepdogClient({ nodes: [...(opts.nodes ?? [])] });
   const conns = new Set<NbdConnection>();
@@ -200,6 +224,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     maxPayload: opts.maxPayload ?? 32 * MiB,
     maxInFlightBytes: opts.maxInFlightBytes ?? 64 * MiB,
     maxServerInFlightBytes: opts.maxServerInFlightBytes ?? 256 * MiB,
+    tls: tlsConfig,
     budget,
     kick: () => {
       for (const c of conns) c.flow();
@@ -247,9 +272,10 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
     },
     uri(exportName: string) {
       const e = encodeURIComponent(exportName);
-      if ('path' in address) return `nbd+unix:///${e}?socket=${address.path}`;
+      const scheme = tlsConfig ? 'nbds' : 'nbd';
+      if ('path' in address) return `${scheme}+unix:///${e}?socket=${address.path}`;
       const h = address.host.includes(':') ? `[${address.host}]` : address.host;
-      return `nbd://${h}:${address.port}/${e}`;
+      return `${scheme}://${h}:${address.port}/${e}`;
     },
     close() {
       closing ??= (async () => {
@@ -263,6 +289,39 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   };
 }
 
+interface TlsConfig {
+  /** Options of the tls.Server each STARTTLS hands its socket to (see startTls). */
+  serverOptions: tls.TlsOptions;
+  /** Clients must start TLS before anything else. */
+  required: boolean;
+}
+
+/** A TLS handshake that has not finished after this long ends the connection. */
+const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
+
+function secureContext(o: NbdTlsOptions): TlsConfig {
+  if (typeof o !== 'object' || o === null || o.key === undefined || o.cert === undefined) {
+    throw new InvalidArgumentError('tls needs a key and a cert (PEM)');
+  }
+  const creds = o.ca === undefined ? { key: o.key, cert: o.cert } : { key: o.key, cert: o.cert, ca: o.ca };
+  try {
+    // Checked now, so that bad credentials fail startNbdServer rather than every client.
+    tls.createSecureContext(creds);
+  } catch (e) {
+    throw new InvalidArgumentError(`tls: ${(e as Error).message}`, { cause: e });
+  }
+  const verify = o.ca !== undefined;
+  return {
+    serverOptions: {
+      ...creds,
+      requestCert: verify,
+      rejectUnauthorized: verify,
+      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+    },
+    required: o.optional !== true,
+  };
+}
+
 interface ServerConfig {
   client: SheepdogClient;
   exports: string[] | 'all';
@@ -270,6 +329,7 @@ interface ServerConfig {
   maxPayload: number;
   maxInFlightBytes: number;
   maxServerInFlightBytes: number;
+  tls: TlsConfig | undefined;
   budget: Budget;
   kick(): void;
 }
@@ -297,7 +357,10 @@ function newConnectionAbort(): AbortController {
 
 class NbdConnection {
   readonly done: Promise<void>;
-  private readonly socket: net.Socket;
+  /** The client's socket; after STARTTLS, the TLS socket over it. */
+  private socket: net.Socket;
+  /** TLS was started (STARTTLS, handshake done). */
+  private secured = false;
   private readonly cfg: ServerConfig;
   private readonly decoder: NbdServerDecoder;
   /** Aborts every request of this connection when it ends; each request in flight listens on it. */
@@ -330,14 +393,47 @@ class NbdConnection {
     this.decoder = new NbdServerDecoder({ maxPayload: cfg.maxPayload });
     this.done = new Promise((r) => (this.resolveDone = r));
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      if (this.stopping) return; // ending: nothing more is decoded
-      this.decoder.push(chunk);
-      this.pump();
-    });
+    this.listen(socket);
+    socket.write(encodeGreeting(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES));
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.stopping) return; // ending: nothing more is decoded
+    this.decoder.push(chunk);
+    this.pump();
+  };
+
+  private listen(socket: net.Socket): void {
+    socket.on('data', this.onData);
     socket.on('error', () => {});
     socket.on('close', () => void this.teardown());
-    socket.write(encodeGreeting(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES));
+  }
+
+  /**
+   * NBD_OPT_STARTTLS was acknowledged: from now on the connection is a TLS
+   * socket over the client's. The handshake is a tls.Server's (one per
+   * upgrade, never listening: the socket is handed to it), so that it is
+   * Node's own checks that verify a client certificate against the CA and
+   * bound the handshake in time. Resolves once the handshake is done (and the
+   * certificate accepted); rejects, ending the connection, otherwise.
+   */
+  private async startTls(cfg: TlsConfig): Promise<void> {
+    const raw = this.socket;
+    raw.removeListener('data', this.onData);
+    const srv = tls.createServer(cfg.serverOptions);
+    const s = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const closed = (): void => reject(new Error('the connection closed during the TLS handshake'));
+      raw.once('close', closed);
+      srv.once('tlsClientError', (e: Error) => reject(e));
+      srv.once('secureConnection', (sock: tls.TLSSocket) => {
+        raw.off('close', closed);
+        resolve(sock);
+      });
+      srv.emit('connection', raw);
+    });
+    this.socket = s;
+    this.listen(s);
+    this.secured = true;
   }
 
   /** The export this connection is in transmission with. */
@@ -528,6 +624,10 @@ class NbdConnection {
       return;
     }
     try {
+      if (this.cfg.tls?.required && !this.secured && o !== Opt.STARTTLS && o !== Opt.ABORT) {
+        if (o === Opt.EXPORT_NAME) return this.fatal(); // no error reply for it: the spec says disconnect
+        throw new NbdOptionError('this server requires TLS: send NBD_OPT_STARTTLS first', Rep.ERR_TLS_REQD);
+      }
       switch (o) {
         case Opt.EXPORT_NAME: {
           const exp = await this.open(parseExportName(m.data));
@@ -558,8 +658,17 @@ class NbdConnection {
         case Opt.LIST_META_CONTEXT:
         case Opt.SET_META_CONTEXT:
           return await this.metaContext(o, m.data);
-        case Opt.STARTTLS:
-          throw new NbdOptionError('TLS is not supported by this server', Rep.ERR_UNSUP);
+        case Opt.STARTTLS: {
+          parseEmpty(m.data, 'NBD_OPT_STARTTLS');
+          const cfg = this.cfg.tls;
+          if (cfg === undefined) throw new NbdOptionError('TLS is not configured on this server', Rep.ERR_UNSUP);
+          if (this.secured) throw new NbdOptionError('TLS is already started', Rep.ERR_INVALID);
+          // The client must wait for this reply before its TLS handshake:
+          // bytes already here are neither options nor TLS.
+          if (this.decoder.buffered > 0) return this.fatal();
+          this.reply(o, Rep.ACK);
+          return await this.startTls(cfg);
+        }
         default:
           throw new NbdOptionError(`option ${o} is not supported`, Rep.ERR_UNSUP);
       }

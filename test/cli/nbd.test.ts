@@ -4,6 +4,7 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { CLI, childEnv, ensureBuilt, sheepdog } from './helpers.js';
@@ -143,4 +144,58 @@ t.test('nbd serve --all --json --socket; usage errors; a missing export', async 
   t.equal(missing.code, 4, 'not found: exit 4');
   const help = await sheepdog(undefined, ['nbd', 'serve', '--help']);
   t.match(help.stdout.toString(), /Usage: sheepdog .*nbd serve \[NAME\[@TAG\]\.\.\.\]/);
+});
+
+t.test('nbd serve --tls-cert --tls-key [--tls-ca]: nbds:// URIs, nbdinfo over TLS; TLS usage errors', async (t) => {
+  const { sheep, client } = await withCluster(t);
+  await client.createVdi('a', MiB);
+  const dir = fileURLToPath(new URL('../fixtures/tls/', import.meta.url));
+  const creds = ['--tls-cert', join(dir, 'server-cert.pem'), '--tls-key', join(dir, 'server-key.pem')];
+  const s = await serve(
+    sheep.addresses,
+    ['--listen', '127.0.0.1:0', ...creds, '--tls-ca', join(dir, 'ca-cert.pem'), 'a'],
+    1,
+  );
+  const uri = s.lines[0] ?? '';
+  t.match(uri, /^nbds:\/\/127\.0\.0\.1:\d+\/a$/, 'the URI says TLS');
+  if (nbdinfo) {
+    const info = JSON.parse((await exec('nbdinfo', ['--json', `${uri}?tls-certificates=${dir}`])).stdout) as {
+      TLS: boolean;
+      exports: { 'export-size': number }[];
+    };
+    t.equal(info.TLS, true);
+    t.equal(info.exports[0]?.['export-size'], MiB, 'nbdinfo over TLS with the test client certificate');
+    await t.rejects(exec('nbdinfo', [uri.replace('nbds://', 'nbd://')]), 'a plain client is refused');
+  } else t.comment('skipped: nbdinfo missing');
+  t.match(s.stderr(), /over NBD with TLS/);
+  s.kill('SIGTERM');
+  t.equal(await s.exited, 0, 'SIGTERM exits 0');
+
+  const nodes = sheep.addresses;
+  for (const [args, msg] of [
+    [['--tls-cert', join(dir, 'server-cert.pem')], /give both --tls-cert and --tls-key/],
+    [['--tls-ca', join(dir, 'ca-cert.pem')], /need --tls-cert and --tls-key/],
+    [['--tls-optional'], /need --tls-cert and --tls-key/],
+    [
+      ['--tls-cert', join(dir, 'nope.pem'), '--tls-key', join(dir, 'server-key.pem')],
+      /--tls-cert: cannot read .*ENOENT/,
+    ],
+  ] as const) {
+    const r = await sheepdog(nodes, ['nbd', 'serve', '--listen', '127.0.0.1:0', ...args, 'a']);
+    t.equal(r.code, 64, args.join(' '));
+    t.match(r.stderr, msg);
+  }
+  const badPem = await sheepdog(nodes, [
+    'nbd',
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--tls-cert',
+    join(dir, 'server-cert.pem'),
+    '--tls-key',
+    join(dir, 'client-key.pem'),
+    'a',
+  ]);
+  t.not(badPem.code, 0, 'a key that is not the certificate’s fails at start');
+  t.match(badPem.stderr, /tls: /);
 });
