@@ -41,7 +41,7 @@ import {
 import { checkBytes, checkTag, checkVdiName } from '../client/names.js';
 import { Result } from '../../protocol/constants.js';
 import type { Vdi } from '../vdi/vdi.js';
-import { type NbdListen, type NbdServer, startNbdServer } from '../nbd/server.js';
+import { type NbdListen, type NbdServer, type NbdTlsOptions, startNbdServer } from '../nbd/server.js';
 
 /** Version reported by getVolumeStats (Cinder's `driver_version`). */
 export const DRIVER_VERSION = '1.0.0';
@@ -85,6 +85,8 @@ export interface DriverNbdOptions {
   listen?: NbdListen;
   /** The host put in connection info (default: the address the server listens on; needed for 0.0.0.0). */
   host?: string;
+  /** TLS credentials of the driver's own server (see startNbdServer); its exports are then nbds://. */
+  tls?: NbdTlsOptions;
 }
 
 /** Where an NBD client finds an export (TCP). */
@@ -92,16 +94,20 @@ export interface NbdExportInfo {
   host: string;
   port: number;
   exportName: string;
-  /** `nbd://HOST:PORT/NAME` */
+  /** `nbd://HOST:PORT/NAME` (`nbds://` with TLS) */
   uri: string;
+  /** Present when the server has TLS: the client starts TLS (NBD_OPT_STARTTLS). */
+  tls?: true;
 }
 
 /** Where an NBD client finds an export (a Unix socket). */
 export interface NbdSocketExportInfo {
   socket: string;
   exportName: string;
-  /** `nbd+unix:///NAME?socket=PATH` */
+  /** `nbd+unix:///NAME?socket=PATH` (`nbds+unix://` with TLS) */
   uri: string;
+  /** Present when the server has TLS: the client starts TLS (NBD_OPT_STARTTLS). */
+  tls?: true;
 }
 
 /** A volume as Cinder hands it to a driver: its name, and its size in GiB. */
@@ -468,6 +474,7 @@ export class SheepdogDriver {
       client: this.client,
       exports: [],
       listen: this.nbd?.listen ?? { host: '127.0.0.1', port: 10809 },
+      ...(this.nbd?.tls === undefined ? {} : { tls: this.nbd.tls }),
     }).catch((e: unknown) => {
       this.nbdServer = undefined; // let a later call try again (e.g. the port was busy)
       throw e;
@@ -477,10 +484,11 @@ export class SheepdogDriver {
 
   private exportInfo(server: NbdServer, name: string): NbdExportInfo | NbdSocketExportInfo {
     const a = server.address;
-    if ('path' in a) return { socket: a.path, exportName: name, uri: server.uri(name) };
+    const tls = server.tls ? ({ tls: true } as const) : {};
+    if ('path' in a) return { socket: a.path, exportName: name, uri: server.uri(name), ...tls };
     const host = this.nbd?.host ?? a.host;
-    const uri = `nbd://${formatAddress(host, a.port)}/${encodeURIComponent(name)}`;
-    return { host, port: a.port, exportName: name, uri };
+    const uri = `${server.tls ? 'nbds' : 'nbd'}://${formatAddress(host, a.port)}/${encodeURIComponent(name)}`;
+    return { host, port: a.port, exportName: name, uri, ...tls };
   }
 
   private async gateways(): Promise<{ hosts: string[]; ports: string[] }> {

@@ -119,6 +119,8 @@ export interface NbdServer {
   readonly address: NbdAddress;
   /** Open connections. */
   readonly connections: number;
+  /** The server has TLS credentials: clients start TLS (STARTTLS), required unless `tls.optional`. */
+  readonly tls: boolean;
   /** The names served now (`'all'` for a server of every VDI). */
   readonly exports: readonly string[] | 'all';
   readonly stats: Readonly<NbdServerStats>;
@@ -252,6 +254,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   let closing: Promise<void> | undefined;
   return {
     address,
+    tls: tlsConfig !== undefined,
     get connections() {
       return conns.size;
     },

@@ -1,6 +1,9 @@
 // SheepdogDriver (the Nova/Cinder-style facade) against the embedded sheep.
+import { readFileSync } from 'node:fs';
 import net, { createServer } from 'node:net';
+import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { Op, Result } from '../../protocol/constants.js';
 import { SheepdogClient } from '../../lib/client/client.js';
@@ -677,3 +680,30 @@ async function readN(s: net.Socket, n: number): Promise<Buffer> {
     s.once('error', reject);
   });
 }
+
+t.test('NBD exports with TLS: nbds:// URIs and tls: true in the connection info', async (t) => {
+  const { client } = await withCluster(t);
+  const dir = fileURLToPath(new URL('../fixtures/tls/', import.meta.url));
+  const tls = { key: readFileSync(join(dir, 'server-key.pem')), cert: readFileSync(join(dir, 'server-cert.pem')) };
+  const driver = new SheepdogDriver({ client, nbd: { listen: { host: '127.0.0.1', port: 0 }, tls } });
+  t.teardown(() => driver.close());
+  await driver.createVolume({ name: 'vol', sizeBytes: 4 * MiB });
+  const exp = await driver.createExport({}, { name: 'vol' });
+  if (exp === undefined || !('port' in exp)) throw new Error('expected a TCP export');
+  t.same(exp, {
+    host: '127.0.0.1',
+    port: exp.port,
+    exportName: 'vol',
+    uri: `nbds://127.0.0.1:${exp.port}/vol`,
+    tls: true,
+  });
+  t.same(await driver.initializeConnection({ name: 'vol' }), { driverVolumeType: 'nbd', data: exp });
+  // The server requires TLS: a plain GO is refused with NBD_REP_ERR_TLS_REQD.
+  const s = net.connect(exp.port, '127.0.0.1');
+  t.teardown(() => s.destroy());
+  await readN(s, 18);
+  s.write(nbd.encodeClientFlags(nbd.ClientFlag.FIXED_NEWSTYLE | nbd.ClientFlag.NO_ZEROES));
+  s.write(nbd.encodeOption(nbd.Opt.GO, nbd.encodeInfoRequestData('vol')));
+  const reply = await readN(s, 20);
+  t.equal(reply.readUInt32BE(12), nbd.Rep.ERR_TLS_REQD);
+});
