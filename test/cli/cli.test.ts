@@ -11,7 +11,7 @@ import t from 'tap';
 import { SheepdogClient } from '../../lib/client/client.js';
 import { startMemorySheep } from '../../testing/index.js';
 import type { MemorySheep } from '../../testing/types.js';
-import { CLI, childEnv, ensureBuilt, sheepdog } from './helpers.js';
+import { CLI, childEnv, ensureBuilt, sheepdog, withoutTapHooks } from './helpers.js';
 
 const MiB = 2 ** 20;
 
@@ -276,10 +276,13 @@ t.test('vdi lock list / unlock on a locking cluster', async (t) => {
 });
 
 t.test('serve: runs a cluster in the foreground until SIGTERM', async (t) => {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--nodes', '2', '--copies', '2', '--json'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: childEnv(),
-  });
+  const env = childEnv();
+  const [cmd, argv] = withoutTapHooks(
+    process.execPath,
+    [CLI, 'serve', '--port', '0', '--nodes', '2', '--copies', '2', '--json'],
+    env,
+  );
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let err = '';
   child.stderr.on('data', (b: Buffer) => {

@@ -103,11 +103,36 @@ export function childEnv(extra: Record<string, string | undefined> = {}): Record
   return env;
 }
 
+/** Split NODE_OPTIONS as Node does: on spaces, with double-quoted tokens. */
+function nodeOptionsTokens(s: string): string[] {
+  return [...s.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) => m[0]);
+}
+
+/**
+ * `[command, args]` that run `cmd ...args` without tap's process-info hook.
+ * tap adds that hook to NODE_OPTIONS on every spawn, whatever env is given
+ * (process-on-spawn), and it costs each Node process about 0.4 s of CPU (a
+ * loader thread, a record of every module loaded), while the coverage of
+ * what these children run is not collected anyway (childEnv: dist/; npm and
+ * tsc). So the child is started through env(1), which sets NODE_OPTIONS to
+ * the given environment's own with tap's hook taken out (a test's own
+ * --import stays), for the child and whatever it starts.
+ */
+export function withoutTapHooks(
+  cmd: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+): [string, string[]] {
+  const own = nodeOptionsTokens(env['NODE_OPTIONS'] ?? '').filter((o) => !o.includes('@tapjs/processinfo'));
+  return ['env', [`NODE_OPTIONS=${own.join(' ')}`, cmd, ...args]];
+}
+
 /** Run `node <script> ...args`, collect its output. */
 export function runNode(script: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const env = childEnv(opts.env);
-    const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [cmd, argv] = withoutTapHooks(process.execPath, [script, ...args], env);
+    const child = spawn(cmd, argv, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (b: Buffer) => out.push(b));

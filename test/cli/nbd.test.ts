@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { CLI, childEnv, ensureBuilt, sheepdog } from './helpers.js';
+import { CLI, childEnv, ensureBuilt, sheepdog, withoutTapHooks } from './helpers.js';
 import { MiB, pattern, withCluster } from '../helpers/cluster.js';
 
 const exec = promisify(execFile);
@@ -30,10 +30,9 @@ interface Served {
 
 /** Start `sheepdog -a NODES nbd serve ARGS`; resolves once it printed `want` lines. */
 async function serve(nodes: readonly string[], args: string[], want: number): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, '-a', nodes.join(','), 'nbd', 'serve', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: childEnv(),
-  });
+  const env = childEnv();
+  const [cmd, argv] = withoutTapHooks(process.execPath, [CLI, '-a', nodes.join(','), 'nbd', 'serve', ...args], env);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let err = '';
   child.stderr.on('data', (b: Buffer) => {
@@ -94,14 +93,13 @@ t.test('nbd serve --all --json --socket; usage errors; a missing export', async 
   const dir = await mkdtemp(join(tmpdir(), 'nbd-cli-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const sock = join(dir, 'nbd.sock');
-  const child = spawn(
+  const env = childEnv();
+  const [cmd, argv] = withoutTapHooks(
     process.execPath,
     [CLI, '-a', sheep.addresses.join(','), 'nbd', 'serve', '--all', '--json', '--socket', sock, '--read-only'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: childEnv(),
-    },
+    env,
   );
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
   t.teardown(() => child.kill('SIGKILL'));
   const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   let out = '';

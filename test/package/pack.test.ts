@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { withoutTapHooks } from '../cli/helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -43,7 +44,14 @@ function env(): NodeJS.ProcessEnv {
 
 function run(cmd: string, args: string[], cwd: string, timeout = 120_000): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    // Without tap's process-info hook: npm, tsc and the bin would each pay for it.
+    const e = env();
+    const [c, a] = withoutTapHooks(cmd, args, e);
+    const child = spawn(c, a, {
+      cwd,
+      env: e,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
