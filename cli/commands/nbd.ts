@@ -134,10 +134,12 @@ export const nbdServe: CommandSpec = {
           }),
         );
       } else ctx.out(`${uris.join('\n')}\n`);
+      const first = uris[0] ?? base;
+      // libnbd's TLS credentials: a query parameter (nbds+unix:// already has one, ?socket=).
+      const tryUri = tls ? `'${first}${first.includes('?') ? '&' : '?'}tls-certificates=DIR'` : first;
       ctx.note(
         `sheepdog: serving ${all ? 'every VDI and snapshot' : `${pos.length} export${pos.length === 1 ? '' : 's'}`}` +
-          ` over NBD${tls ? ' with TLS' : ''}${readOnly ? ' (read-only)' : ''}; try: nbdinfo ${uris[0] ?? base}` +
-          `${tls ? '?tls-certificates=DIR' : ''}; Ctrl-C stops`,
+          ` over NBD${tls ? ' with TLS' : ''}${readOnly ? ' (read-only)' : ''}; try: nbdinfo ${tryUri}; Ctrl-C stops`,
       );
       ctx.io.onListening?.(uris);
       if (!stop.signal.aborted) await new Promise((r) => stop.signal.addEventListener('abort', r, { once: true }));

@@ -437,6 +437,10 @@ class NbdConnection {
     this.socket = s;
     this.listen(s);
     this.secured = true;
+    // The spec: nothing negotiated before STARTTLS survives it (structured
+    // replies, meta contexts), so that none of it came from a man in the middle.
+    this.structured = false;
+    await this.setContexts(undefined);
   }
 
   /** The export this connection is in transmission with. */
@@ -544,8 +548,15 @@ class NbdConnection {
         break;
       }
       if (m === undefined) break;
-      if (m.kind === 'client-flags') this.noZeroes = (m.flags & ClientFlag.NO_ZEROES) !== 0;
-      else if (m.kind === 'option') {
+      if (m.kind === 'client-flags') {
+        this.noZeroes = (m.flags & ClientFlag.NO_ZEROES) !== 0;
+        // TLS needs the fixed newstyle handshake (STARTTLS is an option with replies); a
+        // client without it could only send EXPORT_NAME, which a server requiring TLS refuses.
+        if (this.cfg.tls?.required && (m.flags & ClientFlag.FIXED_NEWSTYLE) === 0) {
+          this.fatal();
+          break;
+        }
+      } else if (m.kind === 'option') {
         this.socket.pause();
         this.option(m).then(
           () => {
@@ -621,16 +632,23 @@ class NbdConnection {
   private async option(m: OptionMessage): Promise<void> {
     const o = m.option;
     const ends = o === Opt.GO || o === Opt.EXPORT_NAME;
+    // TLS required: before STARTTLS every option but ABORT is refused (even
+    // one too large to read), and EXPORT_NAME, which has no error reply, ends
+    // the connection, as the spec says.
+    if (this.cfg.tls?.required && !this.secured && o !== Opt.STARTTLS && o !== Opt.ABORT) {
+      if (o === Opt.EXPORT_NAME) return this.fatal();
+      this.socket.write(
+        encodeOptionError(o, Rep.ERR_TLS_REQD, 'this server requires TLS: send NBD_OPT_STARTTLS first'),
+      );
+      if (ends && !m.tooLarge) this.decoder.continueOptions();
+      return;
+    }
     if (m.tooLarge) {
       if (o === Opt.EXPORT_NAME) return this.fatal();
       this.socket.write(encodeOptionError(o, Rep.ERR_TOO_BIG, `option data of ${m.length} bytes is too large`));
       return;
     }
     try {
-      if (this.cfg.tls?.required && !this.secured && o !== Opt.STARTTLS && o !== Opt.ABORT) {
-        if (o === Opt.EXPORT_NAME) return this.fatal(); // no error reply for it: the spec says disconnect
-        throw new NbdOptionError('this server requires TLS: send NBD_OPT_STARTTLS first', Rep.ERR_TLS_REQD);
-      }
       switch (o) {
         case Opt.EXPORT_NAME: {
           const exp = await this.open(parseExportName(m.data));
