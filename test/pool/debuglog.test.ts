@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { withoutTapHooks } from '../cli/helpers.js';
 import '../../lib/util/diagnostics.js';
 
 t.setTimeout(60_000);
@@ -14,7 +15,8 @@ function run(env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
     // Only the TypeScript loader: the child needs no tap instrumentation.
     const args = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
-    execFile(process.execPath, [...args, child], { env, timeout: 30_000 }, (err, _out, stderr) => {
+    const [cmd, argv] = withoutTapHooks(process.execPath, [...args, child], env);
+    execFile(cmd, argv, { env, timeout: 30_000 }, (err, _out, stderr) => {
       if (err) reject(err);
       else resolve(stderr);
     });

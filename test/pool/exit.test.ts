@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { withoutTapHooks } from '../cli/helpers.js';
 import { Op } from '../../protocol/constants.js';
 import { FakeSheep } from './fake-sheep.js';
 
@@ -15,8 +16,10 @@ const child = fileURLToPath(new URL('./fixtures/exit-child.ts', import.meta.url)
 /** Run the child; resolves with its stdout once it exited by itself (rejects if killed at the timeout). */
 function run(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
+    // Only the TypeScript loader: the child needs no tap instrumentation.
     const execArgv = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
-    execFile(process.execPath, [...execArgv, child, ...args], { timeout: 30_000 }, (err, out, stderr) => {
+    const [cmd, argv] = withoutTapHooks(process.execPath, [...execArgv, child, ...args], process.env);
+    execFile(cmd, argv, { timeout: 30_000 }, (err, out, stderr) => {
       if (err) reject(new Error(`${err.message}\nstdout: ${out}\nstderr: ${stderr}`));
       else resolve(out);
     });
