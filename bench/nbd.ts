@@ -5,21 +5,23 @@
  * `sheepdog bench` engine: `measure`, vdi.read / vdi.write at the same queue
  * depth and block size), against our NBD server over a volume in memory
  * (`mem`: no SDK, no cluster; the server's own cost per request and its
- * ceiling), and against `qemu-nbd` serving a raw file on /dev/shm (the NBD
+ * ceiling), the same NBD server over TLS (`tls`: STARTTLS, fio through
+ * nbds:// with the test credentials of test/fixtures/tls), and against `qemu-nbd` serving a raw file on /dev/shm (the NBD
  * server ceiling of this machine: fio, loopback TCP and a C server with
  * nothing behind it).
  *
  *   node dist/bench/nbd.js [--seconds S] [--rounds N] [--warmup S] [--size SIZE] [--only SUBSTRING]
- *                          [--targets sdk,nbd,mem,qemu] [--profile DIR] [--markdown]
+ *                          [--targets sdk,nbd,tls,mem,qemu] [--profile DIR] [--markdown]
  *
  * The cluster (3 nodes) runs in a separate process (cli/bench/launcher.ts,
  * as startEmbeddedCluster); the NBD servers run in this process, one over a
  * SheepdogClient to it. One VDI of --size (default 1 GiB) is created and
  * filled first, and the raw file too, so reads hit stored data and writes are
  * overwrites. For each workload, after a warm-up of each target, the rounds
- * alternate sdk, nbd, mem, qemu-nbd, sdk, nbd, ... (--rounds, default 3);
+ * alternate sdk, nbd, tls, mem, qemu-nbd, sdk, nbd, ... (--rounds, default 3);
  * min / median / max are reported, and the ratios of the medians: nbd/sdk
- * (the overhead of serving over NBD, goal >= 0.9) and nbd/qemu-nbd.
+ * (the overhead of serving over NBD, goal >= 0.9), tls/nbd (what TLS costs)
+ * and nbd/qemu-nbd.
  * CPU time per request is reported for each process involved (this one,
  * with its system part, the cluster, fio, qemu-nbd), and this process's
  * read and write system calls per request (/proc/self/io). Prints a table
@@ -37,6 +39,7 @@ import { Session } from 'node:inspector';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type BenchOp, type BenchPattern, fillPattern, fillVdi, measure } from '../cli/bench/engine.js';
 import { launchSheep } from '../cli/bench/launcher.js';
@@ -60,8 +63,22 @@ import {
 
 const run = promisify(execFile);
 
-export type Target = 'sdk' | 'nbd' | 'mem' | 'qemu';
-const TARGETS: readonly Target[] = ['sdk', 'nbd', 'mem', 'qemu'];
+export type Target = 'sdk' | 'nbd' | 'tls' | 'mem' | 'qemu';
+const TARGETS: readonly Target[] = ['sdk', 'nbd', 'tls', 'mem', 'qemu'];
+
+/** The test TLS credentials (GnuTLS x509 directory layout), from bench/ or dist/bench/. */
+function tlsDir(): string {
+  for (const rel of ['../test/fixtures/tls/', '../../test/fixtures/tls/']) {
+    const d = fileURLToPath(new URL(rel, import.meta.url));
+    try {
+      readFileSync(join(d, 'server-cert.pem'));
+      return d;
+    } catch {
+      // the other layout
+    }
+  }
+  throw new Error('bench/nbd: test/fixtures/tls not found (the tls target needs its credentials)');
+}
 
 interface Spec {
   name: string;
@@ -130,6 +147,8 @@ export interface NbdRow {
   nbd_vs_qemu: number;
   /** median nbd / median mem (our server over a volume in memory) throughput. */
   nbd_vs_mem: number;
+  /** median tls / median nbd throughput: what TLS costs (0 when tls was not measured; absent in older results). */
+  tls_vs_nbd?: number;
   runs: NbdRun[];
 }
 
@@ -246,12 +265,17 @@ interface FioSide {
   clat_ns?: { percentile?: Record<string, number> };
 }
 
-/** Run fio's nbd engine against `uri` for `seconds`; what the job did. */
+/**
+ * Run fio's nbd engine against `uri` for `seconds`; what the job did. fio's
+ * libnbd refuses `?tls-certificates=` (local file access), so for nbds://
+ * `home` is a HOME whose .pki/libnbd holds the credentials: libnbd's default.
+ */
 async function fio(
   uri: string,
   s: Spec,
   seconds: number,
   size: number,
+  home?: string,
 ): Promise<{ mibps: number; iops: number; p50_us: number; p99_us: number; seconds: number; ios: number; cpu: number }> {
   const rw = s.pattern === 'random' ? (s.op === 'write' ? 'randwrite' : 'randread') : s.op;
   const { stdout } = await run(
@@ -271,7 +295,7 @@ async function fio(
       '--lat_percentiles=1',
       '--output-format=json',
     ],
-    { maxBuffer: 16 * MiB },
+    home === undefined ? { maxBuffer: 16 * MiB } : { maxBuffer: 16 * MiB, env: { ...process.env, HOME: home } },
   );
   const parsed = JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: FioJob[] };
   const job = parsed.jobs[0];
@@ -421,6 +445,10 @@ export async function runNbdBench(o: {
   let qemu: ReturnType<typeof spawn> | undefined;
   let server: Awaited<ReturnType<typeof startNbdServer>> | undefined;
   let memServer: Awaited<ReturnType<typeof startNbdServer>> | undefined;
+  let tlsServer: Awaited<ReturnType<typeof startNbdServer>> | undefined;
+  const tlsCerts = targets.includes('tls') ? tlsDir() : '';
+  // libnbd's default credentials directory, $HOME/.pki/libnbd, for fio (see fio()).
+  const tlsHome = join(os.tmpdir(), `sheepdog-bench-nbd-tls-${process.pid}`);
   const rows: NbdRow[] = [];
   try {
     await client.createVdi(name, o.size);
@@ -431,6 +459,21 @@ export async function runNbdBench(o: {
     }
     makeRawFile(rawFile, o.size);
     server = await startNbdServer({ client, exports: [name], listen: { host: '127.0.0.1', port: 0 } });
+    if (targets.includes('tls')) {
+      mkdirSync(join(tlsHome, '.pki', 'libnbd'), { recursive: true });
+      for (const f of ['ca-cert.pem', 'client-cert.pem', 'client-key.pem']) {
+        writeFileSync(join(tlsHome, '.pki', 'libnbd', f), readFileSync(join(tlsCerts, f)));
+      }
+      tlsServer = await startNbdServer({
+        client,
+        exports: [name],
+        listen: { host: '127.0.0.1', port: 0 },
+        tls: {
+          key: readFileSync(join(tlsCerts, 'server-key.pem')),
+          cert: readFileSync(join(tlsCerts, 'server-cert.pem')),
+        },
+      });
+    }
     if (targets.includes('mem')) {
       memServer = await startNbdServer({
         client: memoryClient(new MemoryVdi(name, o.size)),
@@ -449,8 +492,9 @@ export async function runNbdBench(o: {
     await Promise.race([waitListening(qemuPort, 10_000), qemuExited]);
     const qemuPid = qemu.pid;
     if (qemuPid === undefined) throw new Error('qemu-nbd has no pid');
-    const uris: Record<'nbd' | 'mem' | 'qemu', string> = {
+    const uris: Record<'nbd' | 'tls' | 'mem' | 'qemu', string> = {
       nbd: server.uri(name),
+      tls: tlsServer?.uri(name) ?? '',
       mem: memServer?.uri(name) ?? '',
       qemu: `nbd://127.0.0.1:${qemuPort}/${name}`,
     };
@@ -476,7 +520,7 @@ export async function runNbdBench(o: {
           await vdi.close();
         }
       } else {
-        const f = await fio(uris[target], s, seconds, o.size);
+        const f = await fio(uris[target], s, seconds, o.size, target === 'tls' ? tlsHome : undefined);
         res = f;
         fioCpu = f.cpu;
       }
@@ -519,6 +563,7 @@ export async function runNbdBench(o: {
       const per = <T>(f: (t: Target) => T): Record<Target, T> => ({
         sdk: f('sdk'),
         nbd: f('nbd'),
+        tls: f('tls'),
         mem: f('mem'),
         qemu: f('qemu'),
       });
@@ -547,6 +592,7 @@ export async function runNbdBench(o: {
         nbd_vs_sdk: ratio(mibps.nbd.median, mibps.sdk.median),
         nbd_vs_qemu: ratio(mibps.nbd.median, mibps.qemu.median),
         nbd_vs_mem: ratio(mibps.nbd.median, mibps.mem.median),
+        tls_vs_nbd: ratio(mibps.tls.median, mibps.nbd.median),
         runs,
       });
     }
@@ -554,12 +600,14 @@ export async function runNbdBench(o: {
     profiler?.close();
     await server?.close().catch(() => {});
     await memServer?.close().catch(() => {});
+    await tlsServer?.close().catch(() => {});
     if (qemu && qemu.exitCode === null && qemu.signalCode === null) {
       const exited = once(qemu, 'exit');
       qemu.kill('SIGTERM');
       await exited;
     }
     rmSync(rawFile, { force: true });
+    rmSync(tlsHome, { recursive: true, force: true });
     await client.close().catch(() => {});
     await cluster.close();
   }
@@ -582,11 +630,13 @@ const HEADER = [
   'unit',
   'sdk min/med/max',
   'nbd min/med/max',
+  'tls min/med/max',
   'mem min/med/max',
   'qemu-nbd min/med/max',
   'nbd/sdk',
+  'tls/nbd',
   'nbd/qemu',
-  'p99 us sdk/nbd/mem/qemu',
+  'p99 us sdk/nbd/tls/mem/qemu',
 ];
 
 export function rowCells(r: NbdRow): string[] {
@@ -598,11 +648,13 @@ export function rowCells(r: NbdRow): string[] {
     iops ? 'IOPS' : 'MiB/s',
     sp(src.sdk),
     sp(src.nbd),
+    src.tls ? sp(src.tls) : '—',
     sp(src.mem),
     sp(src.qemu),
     fmt(r.nbd_vs_sdk, 2),
+    fmt(r.tls_vs_nbd ?? 0, 2),
     fmt(r.nbd_vs_qemu, 2),
-    `${fmt(r.p99_us.sdk)} / ${fmt(r.p99_us.nbd)} / ${fmt(r.p99_us.mem)} / ${fmt(r.p99_us.qemu)}`,
+    `${fmt(r.p99_us.sdk)} / ${fmt(r.p99_us.nbd)} / ${fmt(r.p99_us.tls ?? 0)} / ${fmt(r.p99_us.mem)} / ${fmt(r.p99_us.qemu)}`,
   ];
 }
 
@@ -610,6 +662,7 @@ const CPU_HEADER = [
   'workload',
   'sdk: self (sys) + cluster',
   'nbd: self (sys) + cluster + fio',
+  'tls: self (sys) + cluster + fio',
   'mem: self (sys) + fio',
   'qemu: qemu-nbd + fio',
   'self syscalls r+w sdk',
@@ -622,6 +675,9 @@ export function cpuCells(r: NbdRow): string[] {
     r.workload,
     `${fmt(c.sdk.self, 1)} (${fmt(c.sdk.selfSys, 1)} sys) + ${fmt(c.sdk.cluster, 1)}`,
     `${fmt(c.nbd.self, 1)} (${fmt(c.nbd.selfSys, 1)} sys) + ${fmt(c.nbd.cluster, 1)} + ${fmt(c.nbd.fio ?? 0, 1)}`,
+    c.tls
+      ? `${fmt(c.tls.self, 1)} (${fmt(c.tls.selfSys, 1)} sys) + ${fmt(c.tls.cluster, 1)} + ${fmt(c.tls.fio ?? 0, 1)}`
+      : '—',
     `${fmt(c.mem.self, 1)} (${fmt(c.mem.selfSys, 1)} sys) + ${fmt(c.mem.fio ?? 0, 1)}`,
     `${fmt(c.qemu.qemu ?? 0, 1)} + ${fmt(c.qemu.fio ?? 0, 1)}`,
     `${fmt(r.syscalls.sdk.reads, 2)} + ${fmt(r.syscalls.sdk.writes, 2)}`,
@@ -681,6 +737,8 @@ async function main(): Promise<void> {
       nbd_vs_qemu: r.nbd_vs_qemu,
       mem_mibps: r.mibps.mem.median,
       nbd_vs_mem: r.nbd_vs_mem,
+      tls_mibps: r.mibps.tls.median,
+      tls_vs_nbd: r.tls_vs_nbd,
     })),
   };
   process.stdout.write(`\n${JSON.stringify(summary)}\n`);
