@@ -4,7 +4,6 @@
 // in-memory IndexIO (fast); the embedded sheep checks that the server reads
 // what we wrote (DISCARD_OBJ, DEL_VDI walk, reopen).
 import t, { type Test } from 'tap';
-import { performance } from 'node:perf_hooks';
 import { SheepdogClient } from '../../lib/client/client.js';
 import type { Transport } from '../../lib/transport/types.js';
 import { BTREE_MAX_INDEX, HyperIndex, type IndexIO } from '../../lib/vdi/vdi-index.js';
@@ -269,39 +268,6 @@ t.test('fake IndexIO: persists queued behind a write share the next one', async 
   await Promise.all(ps);
   t.ok(io.log.length <= 2, `100 allocations, ${io.log.length} root writes`);
   t.equal(decodeStored(io).leaves[0]?.keys.length, 100);
-});
-
-t.test('allocation cost growth (printed, not asserted)', async (t) => {
-  const io = new FakeIO();
-  const ix = HyperIndex.empty();
-  // random keys in [0, 2^32): inserts land anywhere in their node
-  let x = 12345;
-  const rnd = (): number => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
-  let n = 0;
-  const rows: string[] = [];
-  for (const target of [1_000, 10_000, 100_000, 400_000, 600_000, 1_000_000]) {
-    while (n < target - 1000) {
-      ix.set(rnd(), VID);
-      n++;
-    }
-    const t0 = performance.now();
-    for (let i = 0; i < 1000; i++) ix.set(rnd(), VID);
-    const t1 = performance.now();
-    n += 1000;
-    await ix.persist(io, INODE, []);
-    const t2 = performance.now();
-    rows.push(
-      `n=${n}: set ${(((t1 - t0) / 1000) * 1000).toFixed(2)} µs/alloc, one batched write ${(t2 - t1).toFixed(1)} ms (depth ${ix.depth})`,
-    );
-  }
-  t.comment(rows.join('\n'));
-  t.equal(ix.depth, 2);
 });
 
 async function embedded(t: Test): Promise<{ sheep: EmbeddedSheep; client: SheepdogClient }> {
