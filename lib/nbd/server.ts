@@ -206,7 +206,7 @@ export async function startNbdServer(opts: NbdServerOptions): Promise<NbdServer>
   if (opts.exports !== 'all' && !Array.isArray(opts.exports)) {
     throw new InvalidArgumentError("exports must be a list of names or 'all'");
   }
-  const tlsConfig = opts.tls === undefined ? undefined : secureContext(opts.tls);
+  const tlsConfig = opts.tls === undefined ? undefined : tlsConfigOf(opts.tls);
   const ownsClient = opts.client === undefined;
   const client = opts.client ?? new SheepdogClient({ nodes: [...(opts.nodes ?? [])] });
   const conns = new Set<NbdConnection>();
@@ -302,7 +302,7 @@ interface TlsConfig {
 /** A TLS handshake that has not finished after this long ends the connection. */
 const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
 
-function secureContext(o: NbdTlsOptions): TlsConfig {
+function tlsConfigOf(o: NbdTlsOptions): TlsConfig {
   if (typeof o !== 'object' || o === null || o.key === undefined || o.cert === undefined) {
     throw new InvalidArgumentError('tls needs a key and a cert (PEM)');
   }
