@@ -248,7 +248,9 @@ t.test('streams: 128 MiB round trip with bounded memory, sparse skip', async (t)
   t.equal(bad, 0, 'every MiB matches');
   t.ok(maxHeld <= 2 * 4 * MiB, `the streams held at most ${(maxHeld / MiB).toFixed(1)} MiB buffered`);
   t.ok(maxInFlight <= 8, `at most ${maxInFlight} requests of 4 MiB were in flight (stream concurrency 4)`);
-  t.comment(`RSS grew ${((peak - rss0) / MiB).toFixed(0)} MiB during a ${size / MiB} MiB copy (sheep's store included)`);
+  t.comment(
+    `RSS grew ${((peak - rss0) / MiB).toFixed(0)} MiB during a ${size / MiB} MiB copy (sheep's store included)`,
+  );
   const info = await client.getVdi('s');
   t.equal(info.used, size, 'the 4 MiB objects each hold data, so all are allocated');
   const part = await client.openVdi('s');
