@@ -112,9 +112,10 @@ function nodeOptionsTokens(s: string): string[] {
  * `[command, args]` that run `cmd ...args` without tap's process-info hook.
  * tap adds that hook to NODE_OPTIONS on every spawn, whatever env is given
  * (process-on-spawn), and it costs each Node process about 0.4 s of CPU (a
- * loader thread, a record of every module loaded), while the coverage of
- * what these children run is not collected anyway (childEnv: dist/; npm and
- * tsc). So the child is started through env(1), which sets NODE_OPTIONS to
+ * loader thread, a record of every module loaded). The children started this
+ * way contribute no coverage: the built CLI's is excluded anyway (childEnv),
+ * npm and tsc are not ours, and the pool's exit/debuglog children exercise
+ * code the in-process tests cover. So the child is started through env(1), which sets NODE_OPTIONS to
  * the given environment's own with tap's hook taken out (a test's own
  * --import stays), for the child and whatever it starts.
  */
