@@ -43,6 +43,31 @@ t.test('liveVids matches the bit-by-bit reading (any offset, a short deleted bit
   t.pass('matches');
 });
 
+t.test('liveVids across its 4 KiB scan blocks: sparse bits, near every block edge', async (t) => {
+  let runs = 0;
+  fc.assert(
+    fc.property(
+      // Bytes set at random places, and on both sides of each block edge.
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 3 * 4096 + 16 }), fc.integer({ min: 1, max: 255 })), {
+        maxLength: 40,
+      }),
+      fc.subarray([4095, 4096, 8191, 8192, 12287, 12288, 3 * 4096 + 16]),
+      fc.integer({ min: 0, max: 7 }),
+      fc.boolean(),
+      (set, edges, off, withDeleted) => {
+        const big = new Uint8Array(3 * 4096 + 17 + off);
+        const inuse = big.subarray(off);
+        for (const [i, v] of set) inuse[i] = v;
+        for (const i of edges) inuse[i] = 0x81;
+        const d = withDeleted ? inuse.map((x, i) => (i % 3 === 0 ? x & 0x0f : 0)) : new Uint8Array(0);
+        runs++;
+        return JSON.stringify(liveVids(inuse, d)) === JSON.stringify(reference(inuse, d));
+      },
+    ),
+  );
+  t.equal(runs, 100, 'fast-check ran its 100 cases, all matching');
+});
+
 t.test('listVdis: every VDI once, used and shared as getVdi, deleted ones gone', async (t) => {
   const sheep = await startMemorySheep({ nodes: 1, copies: 1 });
   const c = new SheepdogClient({ nodes: [...sheep.addresses] });
