@@ -42,7 +42,16 @@ const PORT: OptionSpec = {
 };
 
 function processIO(): CliIO {
-  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
+  return {
+    // process.stdin builds its stream on first use (a file's pulls in fs
+    // streams and fs/promises): only the commands that read stdin pay for it.
+    get stdin() {
+      return process.stdin;
+    },
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+  };
 }
 
 let cachedVersion: string | undefined;
