@@ -22,8 +22,10 @@ export const ROOT = (() => {
 
 export const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
-/** The built CLI next to this script (dist/bench → dist/cli/main.js). */
-export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+/** The built CLI next to this script, as package.json's bin (dist/bench → dist/cli/sheepdog.cjs). */
+export const CLI = fileURLToPath(new URL('../cli/sheepdog.cjs', import.meta.url));
+/** The CLI's ESM entry, which that bundle is made from. */
+export const MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 export interface Machine {
   nproc: number;

@@ -344,7 +344,7 @@ export function report(
 // ------------------------------------------------------------ running programs
 
 export interface Programs {
-  /** Command prefix of ours: node, dist/cli/main.js, bench. */
+  /** Command prefix of ours: node, dist/cli/sheepdog.cjs, bench. */
   ours: string[];
   /** Command prefix of sd-bench. */
   c: string[];

@@ -1,8 +1,10 @@
 /**
- * Run the built `sheepdog` CLI (dist/cli/main.js) as a real process.
- * `ensureBuilt()` compiles with tsconfig.build.json first when dist is missing
- * or older than any source (a fresh clone running `npm test` without a build);
- * a lock directory keeps parallel test files from compiling at once.
+ * Run the built `sheepdog` CLI as a real process: the package's bin,
+ * dist/cli/sheepdog.cjs, which runs the bundle of dist/cli/main.js.
+ * `ensureBuilt()` builds as `npm run build` does (tsc with
+ * tsconfig.build.json, then scripts/bundle-cli.mjs) when dist is missing or
+ * older than any source (a fresh clone running `npm test` without a build);
+ * a lock directory keeps parallel test files from building at once.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -11,7 +13,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+/** The package's bin: the launcher of the bundled CLI. */
+export const CLI = join(ROOT, 'dist', 'cli', 'sheepdog.cjs');
+/** The CLI's ESM entry, which the bundle is made from. */
+export const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
+export const BUNDLE = join(ROOT, 'dist', 'cli', 'sheepdog.bundle.cjs');
 export const DEMO = join(ROOT, 'dist', 'examples', 'demo.js');
 
 function sources(dir: string): string[] {
@@ -19,7 +25,7 @@ function sources(dir: string): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.isDirectory()) out.push(...sources(p));
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) out.push(p);
+    else if (/\.c?ts$/.test(e.name) && !e.name.endsWith('.d.ts')) out.push(p);
   }
   return out;
 }
@@ -32,23 +38,29 @@ function mtime(p: string): number {
   }
 }
 
-/** Sources whose compiled file is missing or older. */
+/** Sources whose compiled file is missing or older ('.cts' compiles to '.cjs'). */
 export function staleSources(): string[] {
   const stale: string[] = [];
   for (const d of ['lib', 'protocol', 'testing', 'cli', 'examples']) {
     for (const src of sources(join(ROOT, d))) {
-      const out = join(ROOT, 'dist', relative(ROOT, src).replace(/\.ts$/, '.js'));
+      const out = join(ROOT, 'dist', relative(ROOT, src).replace(/\.(c?)ts$/, '.$1js'));
       if (mtime(out) < mtime(src)) stale.push(src);
     }
   }
   return stale;
 }
 
+/** Whether the CLI bundle is missing or older than a source of the modules it holds. */
+function bundleStale(): boolean {
+  const newest = Math.max(...['lib', 'protocol', 'testing', 'cli'].flatMap((d) => sources(join(ROOT, d)).map(mtime)));
+  return mtime(BUNDLE) < newest;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Build dist unless it is up to date. Safe to call from several test processes at once. */
 export async function ensureBuilt(): Promise<void> {
-  if (staleSources().length === 0) return;
+  if (staleSources().length === 0 && !bundleStale()) return;
   const lock = join(ROOT, '.tap', 'build.lock');
   mkdirSync(join(ROOT, '.tap'), { recursive: true });
   for (;;) {
@@ -62,14 +74,18 @@ export async function ensureBuilt(): Promise<void> {
     }
   }
   try {
-    if (staleSources().length === 0) return;
-    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    try {
-      await promisify(execFile)(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT });
-    } catch (e) {
-      // Type errors elsewhere still emit JavaScript; only a missing output is fatal.
-      const missing = staleSources();
-      if (missing.length) throw new Error(`build failed for ${missing.length} sources: ${(e as Error).message}`);
+    if (staleSources().length > 0) {
+      const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+      try {
+        await promisify(execFile)(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT });
+      } catch (e) {
+        // Type errors elsewhere still emit JavaScript; only a missing output is fatal.
+        const missing = staleSources();
+        if (missing.length) throw new Error(`build failed for ${missing.length} sources: ${(e as Error).message}`);
+      }
+    }
+    if (bundleStale()) {
+      await promisify(execFile)(process.execPath, [join(ROOT, 'scripts', 'bundle-cli.mjs')], { cwd: ROOT });
     }
   } finally {
     rmSync(lock, { recursive: true, force: true });

@@ -1,9 +1,14 @@
-// One-shot commands load only what they use: the command table names every
-// command without importing it, and `vdi list` (a real process, with a module
-// hook that records every module it resolves) never loads the NBD server, the
-// embedded sheep, progress bars, the benchmark or the data path. Timing is
-// bench/startup.ts's business, not this test's.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// How one-shot commands start.
+// - They load only what they use: the command table names every command
+//   without importing it, and `vdi list` (a real process of the ESM entry,
+//   with a module hook that records every module it resolves) never loads the
+//   NBD server, the embedded sheep, progress bars, the benchmark or the data
+//   path. The bundle keeps those boundaries: an import() is a lazy require in it.
+// - The bin (dist/cli/sheepdog.cjs) runs that bundle with V8's code cache, and
+//   prints what the ESM entry prints; without a bundle, or with a cache V8
+//   refuses, it still works.
+// Timing is bench/startup.ts's business, not this test's.
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -11,7 +16,7 @@ import t from 'tap';
 import { commandTable } from '../../cli/commands/index.js';
 import { startMemorySheep } from '../../testing/index.js';
 import type { MemorySheep } from '../../testing/types.js';
-import { ensureBuilt, sheepdog } from './helpers.js';
+import { BUNDLE, CLI, MAIN, ROOT, ensureBuilt, runNode, sheepdog } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sheepdog-lazy-'));
 let sheep: MemorySheep;
@@ -38,7 +43,7 @@ t.test('every entry of the table matches the spec its module exports', async (t)
   }
 });
 
-/** Run the built CLI with a hook that logs every module it resolves; the URLs under dist/ and node_modules/. */
+/** Run the built CLI's ESM entry with a hook that logs every module it resolves; the URLs under dist/ and node_modules/. */
 async function loaded(args: string[]): Promise<{ code: number | null; modules: string[]; stdout: string }> {
   const log = join(dir, `loaded-${Math.random().toString(36).slice(2)}.txt`);
   const hooks = join(dir, 'hooks.mjs');
@@ -57,7 +62,7 @@ async function loaded(args: string[]): Promise<{ code: number | null; modules: s
     `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`,
   );
   writeFileSync(log, '');
-  const r = await sheepdog([...sheep.addresses], args, {
+  const r = await runNode(MAIN, ['-a', sheep.addresses.join(','), ...args], {
     env: {
       SHEEPDOG_TEST_LOADED: log,
       NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --import ${pathToFileURL(register).href}`,
@@ -149,4 +154,55 @@ t.test('vdi list --json: used and shared as getVdi, past the first 4 KiB of the 
   const clone = listed.find((x) => x.name === 'bigclone');
   t.equal(clone?.used, 4 * 2 ** 20, 'the clone owns one object');
   t.equal(clone?.shared, 4 * 4 * 2 ** 20, 'and shares four');
+});
+
+t.test('the bin is the launcher; it runs the bundle with its code cache and prints what main.js prints', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  t.equal(pkg.bin['sheepdog'], './dist/cli/sheepdog.cjs', 'package.json bin');
+  const c = new (await import('../../lib/client/client.js')).SheepdogClient({ nodes: [...sheep.addresses] });
+  await c.createVdi('viabin', 2 ** 30);
+  await c.close();
+  const debug = { NODE_DEBUG: 'sheepdog:cli' };
+  for (const args of [['vdi', 'list'], ['vdi', 'list', '-r'], ['--version'], ['node', 'list'], ['vdi', '--help']]) {
+    const what = args.join(' ');
+    const viaBin = await sheepdog([...sheep.addresses], args, { env: debug });
+    const viaMain = await runNode(MAIN, ['-a', sheep.addresses.join(','), ...args]);
+    t.equal(viaBin.code, 0, `${what}: exit 0\n${viaBin.stderr}`);
+    t.equal(viaBin.stdout.toString(), viaMain.stdout.toString(), `${what}: the same output as main.js`);
+    t.match(viaBin.stderr, /code cache accepted \(\d+ bytes\)/, `${what}: V8 took the build's code cache`);
+  }
+  const failing = await sheepdog([...sheep.addresses], ['vdi', 'delete', 'nosuch']);
+  const failingMain = await runNode(MAIN, ['-a', sheep.addresses.join(','), 'vdi', 'delete', 'nosuch']);
+  t.not(failing.code, 0, 'a failing command fails through the bin');
+  t.same([failing.code, failing.stderr], [failingMain.code, failingMain.stderr], 'with main.js exit code and message');
+});
+
+t.test('the launcher alone: a damaged cache is refused, a missing bundle falls back to main.js', async (t) => {
+  const copy = join(dir, 'launcher-copy');
+  mkdirSync(copy);
+  copyFileSync(CLI, join(copy, 'sheepdog.cjs'));
+  copyFileSync(BUNDLE, join(copy, 'sheepdog.bundle.cjs'));
+  writeFileSync(join(copy, 'sheepdog.bundle.cjs.v8cache'), Buffer.alloc(4096, 0x5a));
+  const env = { NODE_DEBUG: 'sheepdog:cli' };
+  const help = await runNode(join(copy, 'sheepdog.cjs'), ['--help'], { env });
+  const helpMain = await runNode(MAIN, ['--help']);
+  t.equal(help.code, 0, `runs with a damaged cache\n${help.stderr}`);
+  t.match(help.stderr, /code cache rejected/, 'V8 refused the damaged cache');
+  t.equal(help.stdout.toString(), helpMain.stdout.toString(), 'and the output is the same');
+
+  rmSync(join(copy, 'sheepdog.bundle.cjs.v8cache'));
+  const uncached = await runNode(join(copy, 'sheepdog.cjs'), ['--help'], { env });
+  t.equal(uncached.code, 0);
+  t.match(uncached.stderr, /no code cache/, 'no cache: compiled');
+  t.equal(uncached.stdout.toString(), helpMain.stdout.toString(), 'the same output without a cache');
+
+  rmSync(join(copy, 'sheepdog.bundle.cjs'));
+  writeFileSync(
+    join(copy, 'main.js'),
+    "process.stdout.write('the ESM entry ran: ' + process.argv.slice(2).join(' '));\n",
+  );
+  const fallback = await runNode(join(copy, 'sheepdog.cjs'), ['vdi', 'list'], { env });
+  t.equal(fallback.code, 0);
+  t.match(fallback.stderr, /no bundle at .*: importing main\.js/);
+  t.equal(fallback.stdout.toString(), 'the ESM entry ran: vdi list', 'main.js ran, with the arguments');
 });

@@ -42,10 +42,10 @@ function env(): NodeJS.ProcessEnv {
   return e;
 }
 
-function run(cmd: string, args: string[], cwd: string, timeout = 120_000): Promise<Run> {
+function run(cmd: string, args: string[], cwd: string, timeout = 120_000, extra: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     // Without tap's process-info hook: npm, tsc and the bin would each pay for it.
-    const e = env();
+    const e = { ...env(), ...extra };
     const [c, a] = withoutTapHooks(cmd, args, e);
     const child = spawn(c, a, {
       cwd,
@@ -111,6 +111,9 @@ t.test('npm pack: prepack builds, the tarball holds the built entry points and n
     'dist/testing/index.js',
     'dist/testing/index.d.ts',
     'dist/cli/main.js',
+    'dist/cli/sheepdog.cjs',
+    'dist/cli/sheepdog.bundle.cjs',
+    'dist/cli/sheepdog.bundle.cjs.v8cache',
   ]) {
     t.ok(has(p), `ships ${p}`);
   }
@@ -125,7 +128,7 @@ t.test('npm pack: prepack builds, the tarball holds the built entry points and n
     (p) =>
       /^dist\/(bench|test|examples)\//.test(p) ||
       /^(test|bench|examples|lib|protocol|testing|cli)\//.test(p) ||
-      (/\.(ts|mts|cts)$/.test(p) && !/^dist\/.*\.d\.ts$/.test(p)) ||
+      (/\.(ts|mts|cts)$/.test(p) && !/^dist\/.*\.d\.c?ts$/.test(p)) ||
       /\.test\.(js|ts)$/.test(p) ||
       p.endsWith('.tsbuildinfo') ||
       /^tsconfig/.test(p),
@@ -149,10 +152,11 @@ t.test('a project installs the tarball; `npx sheepdog --help` runs', async (t) =
   ) as typeof pkg;
   t.same(installed.dependencies, pkg.dependencies, 'runtime dependencies as in package.json');
 
-  const help = await run(npx, ['--no', '--', 'sheepdog', '--help'], consumer, 30_000);
+  const help = await run(npx, ['--no', '--', 'sheepdog', '--help'], consumer, 30_000, { NODE_DEBUG: 'sheepdog:cli' });
   t.equal(help.code, 0, `npx sheepdog --help exits 0\n${help.stderr}`);
   t.match(help.stdout, /^Usage: sheepdog /m, 'prints the usage');
   t.match(help.stdout, /vdi create/, 'and the commands');
+  t.match(help.stderr, /code cache accepted/, 'the installed bin runs the bundle with its code cache');
 });
 
 t.test('the entry points at run time', async (t) => {

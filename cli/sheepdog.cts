@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+/**
+ * The `sheepdog` executable (package.json "bin").
+ *
+ * A one-shot command (`sheepdog vdi list`) spends most of its time starting:
+ * Node's ESM loader resolving and reading each module, and V8 compiling them.
+ * So this CommonJS launcher runs the CLI from one bundle of dist/cli/main.js
+ * and everything it imports (sheepdog.bundle.cjs, written by `npm run build`)
+ * with V8's code cache for that bundle (sheepdog.bundle.cjs.v8cache, written
+ * by the build from a run of `vdi list`): the functions a command runs arrive
+ * compiled.
+ *
+ * - No bundle (a tsc-only build): main.js is imported, the same CLI.
+ * - A cache V8 rejects (another Node version, other V8 flags, a damaged
+ *   file) only costs the compile time it would have saved.
+ * - `NODE_DEBUG=sheepdog:cli` says which of these happened.
+ * - `SHEEPDOG_CODE_CACHE_OUT=FILE` writes the cache of this run to FILE at
+ *   exit; the build uses it, nothing else does.
+ */
+// A CommonJS module (.cts): require, typed as the modules it loads.
+const fs: typeof import('node:fs') = require('node:fs');
+const path: typeof import('node:path') = require('node:path');
+const util: typeof import('node:util') = require('node:util');
+const vm: typeof import('node:vm') = require('node:vm');
+
+const log = util.debuglog('sheepdog:cli');
+const bundle = path.join(__dirname, 'sheepdog.bundle.cjs');
+
+function start(): void {
+  let source: string;
+  try {
+    source = fs.readFileSync(bundle, 'utf8');
+  } catch {
+    log('no bundle at %s: importing main.js', bundle);
+    void import('./main.js');
+    return;
+  }
+  let cachedData: Buffer | undefined;
+  try {
+    cachedData = fs.readFileSync(`${bundle}.v8cache`);
+  } catch {
+    // no cache: V8 compiles as it would for any script
+  }
+  // The wrapper Node gives every CommonJS module, on the bundle's first line
+  // so that line numbers in stack traces stay the bundle's.
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+    filename: bundle,
+    ...(cachedData ? { cachedData } : {}),
+  });
+  if (!cachedData) log('no code cache for %s: compiling', bundle);
+  else if (script.cachedDataRejected) log('code cache rejected by this V8: compiling');
+  else log('code cache accepted (%d bytes)', cachedData.length);
+  const out = process.env['SHEEPDOG_CODE_CACHE_OUT'];
+  if (out) process.once('exit', () => fs.writeFileSync(out, script.createCachedData()));
+  const main = script.runInThisContext() as (...args: unknown[]) => void;
+  main.call(module.exports, module.exports, require, module, bundle, __dirname);
+}
+
+start();
