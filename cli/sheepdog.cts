@@ -11,6 +11,10 @@
  * compiled.
  *
  * - No bundle (a tsc-only build): main.js is imported, the same CLI.
+ * - The cache file starts with the SHA-1 of the bundle it was made from, and
+ *   is used only with that bundle: V8 checks a cache against the length of
+ *   the source, not its content, and would run the old code of a bundle
+ *   edited to the same length.
  * - A cache V8 rejects (another Node version, other V8 flags, a damaged
  *   file) only costs the compile time it would have saved.
  * - `NODE_DEBUG=sheepdog:cli` says which of these happened.
@@ -18,6 +22,7 @@
  *   exit; the build uses it, nothing else does.
  */
 // A CommonJS module (.cts): require, typed as the modules it loads.
+const crypto: typeof import('node:crypto') = require('node:crypto');
 const fs: typeof import('node:fs') = require('node:fs');
 const path: typeof import('node:path') = require('node:path');
 const util: typeof import('node:util') = require('node:util');
@@ -26,32 +31,39 @@ const vm: typeof import('node:vm') = require('node:vm');
 const log = util.debuglog('sheepdog:cli');
 const bundle = path.join(__dirname, 'sheepdog.bundle.cjs');
 
+/** Bytes of the bundle's SHA-1 at the head of its cache file. */
+const DIGEST = 20;
+
 function start(): void {
-  let source: string;
+  let bytes: Buffer;
   try {
-    source = fs.readFileSync(bundle, 'utf8');
+    bytes = fs.readFileSync(bundle);
   } catch {
     log('no bundle at %s: importing main.js', bundle);
     void import('./main.js');
     return;
   }
+  const digest = crypto.createHash('sha1').update(bytes).digest();
   let cachedData: Buffer | undefined;
+  let none = 'no code cache for %s: compiling';
   try {
-    cachedData = fs.readFileSync(`${bundle}.v8cache`);
+    const file = fs.readFileSync(`${bundle}.v8cache`);
+    if (file.length > DIGEST && digest.equals(file.subarray(0, DIGEST))) cachedData = file.subarray(DIGEST);
+    else none = 'the code cache was made for another bundle than %s: ignored, compiling';
   } catch {
     // no cache: V8 compiles as it would for any script
   }
   // The wrapper Node gives every CommonJS module, on the bundle's first line
   // so that line numbers in stack traces stay the bundle's.
-  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
-    filename: bundle,
-    ...(cachedData ? { cachedData } : {}),
-  });
-  if (!cachedData) log('no code cache for %s: compiling', bundle);
+  const script = new vm.Script(
+    `(function (exports, require, module, __filename, __dirname) {${bytes.toString('utf8')}\n})`,
+    { filename: bundle, ...(cachedData ? { cachedData } : {}) },
+  );
+  if (!cachedData) log(none, bundle);
   else if (script.cachedDataRejected) log('code cache rejected by this V8: compiling');
   else log('code cache accepted (%d bytes)', cachedData.length);
   const out = process.env['SHEEPDOG_CODE_CACHE_OUT'];
-  if (out) process.once('exit', () => fs.writeFileSync(out, script.createCachedData()));
+  if (out) process.once('exit', () => fs.writeFileSync(out, Buffer.concat([digest, script.createCachedData()])));
   const main = script.runInThisContext() as (...args: unknown[]) => void;
   main.call(module.exports, module.exports, require, module, bundle, __dirname);
 }

@@ -177,32 +177,52 @@ t.test('the bin is the launcher; it runs the bundle with its code cache and prin
   t.same([failing.code, failing.stderr], [failingMain.code, failingMain.stderr], 'with main.js exit code and message');
 });
 
-t.test('the launcher alone: a damaged cache is refused, a missing bundle falls back to main.js', async (t) => {
-  const copy = join(dir, 'launcher-copy');
-  mkdirSync(copy);
-  copyFileSync(CLI, join(copy, 'sheepdog.cjs'));
-  copyFileSync(BUNDLE, join(copy, 'sheepdog.bundle.cjs'));
-  writeFileSync(join(copy, 'sheepdog.bundle.cjs.v8cache'), Buffer.alloc(4096, 0x5a));
-  const env = { NODE_DEBUG: 'sheepdog:cli' };
-  const help = await runNode(join(copy, 'sheepdog.cjs'), ['--help'], { env });
-  const helpMain = await runNode(MAIN, ['--help']);
-  t.equal(help.code, 0, `runs with a damaged cache\n${help.stderr}`);
-  t.match(help.stderr, /code cache rejected/, 'V8 refused the damaged cache');
-  t.equal(help.stdout.toString(), helpMain.stdout.toString(), 'and the output is the same');
+t.test(
+  'the launcher alone: a damaged or stale cache is not used, a missing bundle falls back to main.js',
+  async (t) => {
+    const copy = join(dir, 'launcher-copy');
+    mkdirSync(copy);
+    const launcher = join(copy, 'sheepdog.cjs');
+    const cacheFile = join(copy, 'sheepdog.bundle.cjs.v8cache');
+    copyFileSync(CLI, launcher);
+    copyFileSync(BUNDLE, join(copy, 'sheepdog.bundle.cjs'));
+    const env = { NODE_DEBUG: 'sheepdog:cli' };
+    const helpMain = await runNode(MAIN, ['--help']);
 
-  rmSync(join(copy, 'sheepdog.bundle.cjs.v8cache'));
-  const uncached = await runNode(join(copy, 'sheepdog.cjs'), ['--help'], { env });
-  t.equal(uncached.code, 0);
-  t.match(uncached.stderr, /no code cache/, 'no cache: compiled');
-  t.equal(uncached.stdout.toString(), helpMain.stdout.toString(), 'the same output without a cache');
+    // The bundle's digest, then V8 data that is not a code cache.
+    const good = readFileSync(`${BUNDLE}.v8cache`);
+    writeFileSync(cacheFile, Buffer.concat([good.subarray(0, 20), Buffer.alloc(4096, 0x5a)]));
+    const help = await runNode(launcher, ['--help'], { env });
+    t.equal(help.code, 0, `runs with a damaged cache\n${help.stderr}`);
+    t.match(help.stderr, /code cache rejected/, 'V8 refused the damaged cache');
+    t.equal(help.stdout.toString(), helpMain.stdout.toString(), 'and the output is the same');
 
-  rmSync(join(copy, 'sheepdog.bundle.cjs'));
-  writeFileSync(
-    join(copy, 'main.js'),
-    "process.stdout.write('the ESM entry ran: ' + process.argv.slice(2).join(' '));\n",
-  );
-  const fallback = await runNode(join(copy, 'sheepdog.cjs'), ['vdi', 'list'], { env });
-  t.equal(fallback.code, 0);
-  t.match(fallback.stderr, /no bundle at .*: importing main\.js/);
-  t.equal(fallback.stdout.toString(), 'the ESM entry ran: vdi list', 'main.js ran, with the arguments');
-});
+    // The bundle edited to the same length, with the cache of the original:
+    // V8 alone would take it and run the old code of the listing.
+    const src = readFileSync(BUNDLE, 'utf8');
+    t.match(src, /Block Size Shift/, 'the listing header is in the bundle');
+    writeFileSync(join(copy, 'sheepdog.bundle.cjs'), src.replace('Block Size Shift', 'Block Size Order'));
+    copyFileSync(`${BUNDLE}.v8cache`, cacheFile);
+    const edited = await runNode(launcher, ['-a', sheep.addresses.join(','), 'vdi', 'list'], { env });
+    t.equal(edited.code, 0, edited.stderr);
+    t.match(edited.stderr, /code cache was made for another bundle/, 'the stale cache is ignored');
+    t.match(edited.stdout.toString(), /Block Size Order/, "the edited bundle's code ran");
+    copyFileSync(BUNDLE, join(copy, 'sheepdog.bundle.cjs'));
+
+    rmSync(join(copy, 'sheepdog.bundle.cjs.v8cache'));
+    const uncached = await runNode(join(copy, 'sheepdog.cjs'), ['--help'], { env });
+    t.equal(uncached.code, 0);
+    t.match(uncached.stderr, /no code cache/, 'no cache: compiled');
+    t.equal(uncached.stdout.toString(), helpMain.stdout.toString(), 'the same output without a cache');
+
+    rmSync(join(copy, 'sheepdog.bundle.cjs'));
+    writeFileSync(
+      join(copy, 'main.js'),
+      "process.stdout.write('the ESM entry ran: ' + process.argv.slice(2).join(' '));\n",
+    );
+    const fallback = await runNode(join(copy, 'sheepdog.cjs'), ['vdi', 'list'], { env });
+    t.equal(fallback.code, 0);
+    t.match(fallback.stderr, /no bundle at .*: importing main\.js/);
+    t.equal(fallback.stdout.toString(), 'the ESM entry ran: vdi list', 'main.js ran, with the arguments');
+  },
+);
