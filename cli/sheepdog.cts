@@ -10,7 +10,11 @@
  * by the build from a run of `vdi list`): the functions a command runs arrive
  * compiled.
  *
- * - No bundle (a tsc-only build): main.js is imported, the same CLI.
+ * - No bundle, or in a source tree one older than main.js (tsc run alone
+ *   after the last `npm run build`): main.js is imported, the same CLI as
+ *   the sources are. An installed package is left alone: npm writes its
+ *   files in archive order, so their times say nothing about the build.
+ *   (A source tree has tsconfig.build.json two levels above dist/cli.)
  * - The cache file starts with the SHA-1 of the bundle it was made from, and
  *   is used only with that bundle: V8 checks a cache against the length of
  *   the source, not its content, and would run the old code of a bundle
@@ -31,18 +35,28 @@ const vm: typeof import('node:vm') = require('node:vm');
 const log = util.debuglog('sheepdog:cli');
 const bundle = path.join(__dirname, 'sheepdog.bundle.cjs');
 
+function mtime(file: string): number | undefined {
+  try {
+    return fs.statSync(file).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Bytes of the bundle's SHA-1 at the head of its cache file. */
 const DIGEST = 20;
 
 function start(): void {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(bundle);
-  } catch {
-    log('no bundle at %s: importing main.js', bundle);
+  const built = mtime(bundle);
+  const sourceTree = mtime(path.join(__dirname, '..', '..', 'tsconfig.build.json')) !== undefined;
+  const main = sourceTree ? mtime(path.join(__dirname, 'main.js')) : undefined;
+  if (built === undefined || (main !== undefined && built < main)) {
+    if (built === undefined) log('no bundle at %s: importing main.js', bundle);
+    else log('the bundle %s is older than main.js: importing main.js', bundle);
     void import('./main.js');
     return;
   }
+  const bytes = fs.readFileSync(bundle);
   const digest = crypto.createHash('sha1').update(bytes).digest();
   let cachedData: Buffer | undefined;
   let none = 'no code cache for %s: compiling';
@@ -64,8 +78,8 @@ function start(): void {
   else log('code cache accepted (%d bytes)', cachedData.length);
   const out = process.env['SHEEPDOG_CODE_CACHE_OUT'];
   if (out) process.once('exit', () => fs.writeFileSync(out, Buffer.concat([digest, script.createCachedData()])));
-  const main = script.runInThisContext() as (...args: unknown[]) => void;
-  main.call(module.exports, module.exports, require, module, bundle, __dirname);
+  const run = script.runInThisContext() as (...args: unknown[]) => void;
+  run.call(module.exports, module.exports, require, module, bundle, __dirname);
 }
 
 start();

@@ -278,7 +278,7 @@ export async function importVdi(
   client: SheepdogClient,
   name: string,
   file: string,
-  opts: { create: CreateVdiOptions; progress: (total: number | undefined) => Progress; stdin: Readable },
+  opts: { create: CreateVdiOptions; progress: (total: number | undefined) => Progress; stdin: () => Readable },
 ): Promise<ImportResult> {
   let fileSize: number | undefined;
   if (file !== '-') {
@@ -314,7 +314,7 @@ export async function importVdi(
   try {
     vdi = await client.openVdi(name);
     const source =
-      file === '-' ? opts.stdin : createReadStream(file, { highWaterMark: Math.min(vdi.objectSize, EXPORT_CHUNK) });
+      file === '-' ? opts.stdin() : createReadStream(file, { highWaterMark: Math.min(vdi.objectSize, EXPORT_CHUNK) });
     const bytes = await copyIn(vdi, source, { start: 0, progress, skipZeroes: true });
     await vdi.flush();
     await vdi.close();

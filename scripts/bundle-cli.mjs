@@ -24,16 +24,31 @@ const out = join(cliDir, 'sheepdog.bundle.cjs');
 const cache = `${out}.v8cache`;
 const launcher = join(cliDir, 'sheepdog.cjs');
 
-/** import.meta.url of each module, as the bundle's __dirname (dist/cli) plus the module's path from there. */
+/**
+ * import.meta.url of each module: a call of the helper below with the
+ * module's path from the bundle's directory (dist/cli), which the helper
+ * joins to the bundle's __dirname. The helper lives in a module of its own
+ * (esbuild's `inject`), so the module's own names cannot shadow the
+ * wrapper's `require` and `__dirname` it uses.
+ */
 const importMetaUrl = {
   name: 'import-meta-url',
   setup(b) {
+    b.onResolve({ filter: /^sheepdog-module-url$/ }, () => ({ path: 'sheepdog-module-url', namespace: 'helper' }));
+    b.onLoad({ filter: /.*/, namespace: 'helper' }, () => ({
+      contents:
+        'export function __sheepdogModuleUrl(rel) {\n' +
+        '  return require("node:url").pathToFileURL(require("node:path").join(__dirname, rel)).href;\n' +
+        '}\n',
+      loader: 'js',
+    }));
     b.onLoad({ filter: /\.js$/ }, (args) => {
       const text = readFileSync(args.path, 'utf8');
       if (!text.includes('import.meta')) return undefined;
       const rel = relative(cliDir, args.path).split('\\').join('/');
-      const url = `require("node:url").pathToFileURL(require("node:path").join(__dirname, ${JSON.stringify(rel)})).href`;
-      const contents = text.replace(/\bimport\.meta\.url\b/g, url);
+      const contents =
+        `import { __sheepdogModuleUrl } from 'sheepdog-module-url';\n` +
+        text.replace(/\bimport\.meta\.url\b/g, `__sheepdogModuleUrl(${JSON.stringify(rel)})`);
       if (contents.includes('import.meta')) {
         return { errors: [{ text: `${args.path}: import.meta other than import.meta.url cannot be bundled` }] };
       }
@@ -83,6 +98,11 @@ if (!process.argv.includes('--no-cache')) {
     await client.close();
     const env = { ...process.env, NODE_OPTIONS: '', SHEEPDOG_CODE_CACHE_OUT: cache };
     await promisify(execFile)(process.execPath, [launcher, '-a', sheep.addresses[0], 'vdi', 'list'], { env });
+  } catch (e) {
+    // No bundle rather than a bundle without its cache: the next build starts over.
+    rmSync(out, { force: true });
+    rmSync(cache, { force: true });
+    throw e;
   } finally {
     await sheep.close();
   }

@@ -116,7 +116,8 @@ export const vdiImport: CommandSpec = {
     const enabled = progressEnabled(ctx, opts);
     const r = await importVdi(ctx.client(), name, file, {
       create: createOpts(opts),
-      stdin: ctx.io.stdin,
+      // Only `-` reads stdin: building process.stdin costs a one-shot command time.
+      stdin: () => ctx.io.stdin,
       progress: (total) => createProgress(`import ${name}`, total, ctx.io.stderr, enabled),
     });
     if (ctx.json) ctx.out(toJson({ name, file, ...r }));

@@ -50,10 +50,13 @@ export function staleSources(): string[] {
   return stale;
 }
 
-/** Whether the CLI bundle is missing or older than a source of the modules it holds. */
+/** Whether the CLI bundle or its code cache is missing, or older than what makes it. */
 function bundleStale(): boolean {
-  const newest = Math.max(...['lib', 'protocol', 'testing', 'cli'].flatMap((d) => sources(join(ROOT, d)).map(mtime)));
-  return mtime(BUNDLE) < newest;
+  const newest = Math.max(
+    mtime(join(ROOT, 'scripts', 'bundle-cli.mjs')),
+    ...['lib', 'protocol', 'testing', 'cli'].flatMap((d) => sources(join(ROOT, d)).map(mtime)),
+  );
+  return mtime(BUNDLE) < newest || mtime(`${BUNDLE}.v8cache`) < mtime(BUNDLE);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -3,12 +3,14 @@
 //   without importing it, and `vdi list` (a real process of the ESM entry,
 //   with a module hook that records every module it resolves) never loads the
 //   NBD server, the embedded sheep, progress bars, the benchmark or the data
-//   path. The bundle keeps those boundaries: an import() is a lazy require in it.
+//   path. The bundle keeps those boundaries (an import() is a lazy require in
+//   it): through the bin, `vdi list` requires none of what they need.
 // - The bin (dist/cli/sheepdog.cjs) runs that bundle with V8's code cache, and
-//   prints what the ESM entry prints; without a bundle, or with a cache V8
-//   refuses, it still works.
+//   prints what the ESM entry prints; without a bundle, with an out-of-date
+//   one, or with a cache V8 refuses or that belongs to another bundle, it
+//   still runs the right code.
 // Timing is bench/startup.ts's business, not this test's.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -180,8 +182,10 @@ t.test('the bin is the launcher; it runs the bundle with its code cache and prin
 t.test(
   'the launcher alone: a damaged or stale cache is not used, a missing bundle falls back to main.js',
   async (t) => {
-    const copy = join(dir, 'launcher-copy');
-    mkdirSync(copy);
+    // A source tree's layout: <tree>/tsconfig.build.json and <tree>/dist/cli/.
+    const tree = join(dir, 'tree');
+    const copy = join(tree, 'dist', 'cli');
+    mkdirSync(copy, { recursive: true });
     const launcher = join(copy, 'sheepdog.cjs');
     const cacheFile = join(copy, 'sheepdog.bundle.cjs.v8cache');
     copyFileSync(CLI, launcher);
@@ -215,14 +219,64 @@ t.test(
     t.match(uncached.stderr, /no code cache/, 'no cache: compiled');
     t.equal(uncached.stdout.toString(), helpMain.stdout.toString(), 'the same output without a cache');
 
-    rmSync(join(copy, 'sheepdog.bundle.cjs'));
+    // main.js rebuilt (tsc alone) after the bundle: the bundle is out of date.
     writeFileSync(
       join(copy, 'main.js'),
       "process.stdout.write('the ESM entry ran: ' + process.argv.slice(2).join(' '));\n",
     );
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(join(copy, 'sheepdog.bundle.cjs'), hourAgo, hourAgo);
+    const installed = await runNode(join(copy, 'sheepdog.cjs'), ['--help'], { env });
+    t.equal(
+      installed.stdout.toString(),
+      helpMain.stdout.toString(),
+      'an installed package runs its bundle whatever the times',
+    );
+    writeFileSync(join(tree, 'tsconfig.build.json'), '{}\n');
+    const older = await runNode(join(copy, 'sheepdog.cjs'), ['vdi', 'list'], { env });
+    t.equal(older.code, 0);
+    t.match(older.stderr, /the bundle .* is older than main\.js: importing main\.js/);
+    t.equal(older.stdout.toString(), 'the ESM entry ran: vdi list', 'a source tree: main.js ran, with the arguments');
+
+    rmSync(join(copy, 'sheepdog.bundle.cjs'));
     const fallback = await runNode(join(copy, 'sheepdog.cjs'), ['vdi', 'list'], { env });
     t.equal(fallback.code, 0);
     t.match(fallback.stderr, /no bundle at .*: importing main\.js/);
-    t.equal(fallback.stdout.toString(), 'the ESM entry ran: vdi list', 'main.js ran, with the arguments');
+    t.equal(fallback.stdout.toString(), 'the ESM entry ran: vdi list', 'no bundle: main.js ran');
   },
 );
+
+t.test('vdi list through the bin requires none of the modules it does not need', async (t) => {
+  // Every require() of the bundle goes through Module.prototype.require (the
+  // launcher's own require is passed in): a preload records them.
+  const log = join(dir, 'bin-required.txt');
+  const preload = join(dir, 'record-require.cjs');
+  writeFileSync(
+    preload,
+    "const Module = require('node:module');\n" +
+      "const fs = require('node:fs');\n" +
+      'const orig = Module.prototype.require;\n' +
+      'Module.prototype.require = function (id) {\n' +
+      "  fs.appendFileSync(process.env.SHEEPDOG_TEST_REQUIRED, id + '\\n');\n" +
+      '  return orig.apply(this, arguments);\n' +
+      '};\n',
+  );
+  writeFileSync(log, '');
+  const r = await sheepdog([...sheep.addresses], ['vdi', 'list'], {
+    env: { SHEEPDOG_TEST_REQUIRED: log, NODE_OPTIONS: `--require ${preload}` },
+  });
+  t.equal(r.code, 0, r.stderr);
+  const required = new Set(readFileSync(log, 'utf8').split('\n').filter(Boolean));
+  t.ok(required.has('node:net'), `the preload saw the bundle's requires: ${[...required].join(' ')}`);
+  for (const id of [
+    'cli-progress', // progress bars
+    'node:tls', // the NBD server
+    'node:child_process', // the benchmark's cluster
+    'node:perf_hooks', // the benchmark engine
+    'node:v8', // the embedded sheep's store
+    'node:fs/promises', // import/export
+    'node:stream/promises', // data commands
+  ]) {
+    t.notOk(required.has(id), `not required: ${id}`);
+  }
+});
