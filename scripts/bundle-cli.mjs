@@ -27,9 +27,9 @@ const launcher = join(cliDir, 'sheepdog.cjs');
 /**
  * import.meta.url of each module: a call of the helper below with the
  * module's path from the bundle's directory (dist/cli), which the helper
- * joins to the bundle's __dirname. The helper lives in a module of its own
- * (esbuild's `inject`), so the module's own names cannot shadow the
- * wrapper's `require` and `__dirname` it uses.
+ * joins to the bundle's __dirname. The helper is a module of its own that
+ * each such module imports, so a module's own names cannot shadow the
+ * wrapper's `require` and `__dirname` the helper uses.
  */
 const importMetaUrl = {
   name: 'import-meta-url',
