@@ -151,7 +151,8 @@ t.test('bench against a cluster that is not there exits 2', async (t) => {
 
 // ------------------------------------------------------------ in process
 // The same command run in this process (coverage of cli/bench/): the
-// embedded cluster still starts in a separate process, from the sources.
+// embedded cluster still starts in a separate process, from dist/ when it is
+// built (serverEntry), else from the sources.
 
 t.test('runBench in process: --json, text, progress on a TTY, --into, --null', async (t) => {
   const base = ['--pattern', 'seq', '--bs', '64K', '--qd', '2', '--total', '1M', '--nodes', '1'];
