@@ -73,14 +73,23 @@ export interface PoolOptions {
    * timeout (5000 when it has none).
    */
   livenessTimeout?: number;
-  /** Re-sends of an idempotent request after its connection died (failover). Default 3. */
+  /**
+   * Re-sends of an idempotent request at once after its connection died
+   * (failover). Past them it is still sent again when its connection dies,
+   * after a backoff (the transient schedule), while its deadline leaves
+   * room, up to `maxTransientRetries` such re-sends: one connection's death
+   * fails over every request it carried, so a burst of deaths must not end
+   * calls the cluster can still serve. 0 = a written request is never sent
+   * again. (An untilReply request whose own deadline destroyed its
+   * connection is replayed up to this many times.) Default 3.
+   */
   maxRetries?: number;
   /**
    * Placements again of a request whose connection died before it was
    * written (any opcode: the sheep never saw it). Default 32.
    */
   maxUnsentRetries?: number;
-  /** Re-sends after transient sheep results (within the deadline). Default 20. */
+  /** Re-sends after transient sheep results (within the deadline); also the bound of failovers past `maxRetries`. Default 20. */
   maxTransientRetries?: number;
   /**
    * Delay before reconnecting a node: `(retries, cause) => ms | false | Error`,
@@ -604,9 +613,10 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
       pr.fail(err);
       return;
     }
-    const reason = pr.resendReason(err, conn, sent, this.maxRetries, this.maxUnsentRetries);
+    const reason = pr.resendReason(err, conn, sent, this.maxRetries, this.maxUnsentRetries, this.maxTransientRetries);
     if (reason === undefined) return; // failed
     if (pr.pinned === undefined) pr.avoid = this.owner.get(conn);
+    const delay = pr.failoverDelay;
     if (requestRetryChannel.hasSubscribers) {
       requestRetryChannel.publish({
         request: pr.req,
@@ -614,9 +624,15 @@ export class SheepdogPool extends EventEmitter<PoolEvents> implements Transport 
         reason,
         node: conn.node,
         attempt: reason === 'unsent' ? pr.unsentBounces : pr.failovers,
-        delay: 0,
+        delay,
         error: err,
       });
+    }
+    if (delay > 0) {
+      pr.phase = P_BACKOFF;
+      this.backoff.add(pr);
+      pr.retryTimer = setTimeout(retryFired, delay, this, pr);
+      return;
     }
     pr.phase = P_NEW;
     this.dispatch(pr, true);

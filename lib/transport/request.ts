@@ -57,6 +57,14 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
   /** Times written to a connection. */
   sends = 0;
   failovers = 0;
+  /** Set by resendReason: ms to wait before this failover (0: at once). */
+  failoverDelay = 0;
+  /** untilReply: its own deadline destroyed its connection (read and cleared by resendReason). */
+  diedAtDeadline = false;
+  /** untilReply: failovers after its own deadline destroyed its connection (bounded by maxRetries). */
+  deadlineReplays = 0;
+  /** Failovers past maxRetries, each after a backoff (bounded by maxTransientRetries and the deadline). */
+  lateFailovers = 0;
   /** Times its connection died before it was written (placed again each time, up to `maxUnsentRetries`). */
   unsentBounces = 0;
   transients = 0;
@@ -249,6 +257,10 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
     const node = c.node;
     const timeout = this.timeout;
     if (timeout > 0 && !this.abortedOnWire) armDeadline(this, timeout);
+    // Read by resendReason while destroy() fails the connection's requests
+    // (synchronously); cleared after, so that a reply settling it instead
+    // leaves nothing behind for a later connection loss.
+    this.diedAtDeadline = true;
     c.destroy(
       new ConnectionError(
         `connection ${c.id} to ${node} destroyed: ${op} (id ${this.opId}) got no reply within ${timeout} ms`,
@@ -264,6 +276,7 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
         },
       ),
     );
+    this.diedAtDeadline = false;
   }
 
   /** The AbortError of an untilReply request aborted on the wire, once it settles. */
@@ -319,7 +332,17 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
    * whatever the opcode, within `maxUnsent` such bounces (a separate,
    * generous bound: without a deadline nothing else would stop a request
    * bouncing between connections that keep dying). Written: only when
-   * idempotent, not pinned, and within `maxRetries` ('failover', counted).
+   * idempotent and not pinned ('failover', counted): at once for the first
+   * `maxRetries`; past them after a backoff (`failoverDelay`, set here), up
+   * to `maxTransient` times and only while the deadline leaves room (none
+   * with `maxRetries` 0): a connection that dies takes every request it carried with it,
+   * so a burst of deaths charges requests that caused none of them, and a
+   * repeatable request is given up when its time is, not after a count.
+   * (An untilReply request's deadline is how long one send may go
+   * unanswered: each of its replays gets a deadline of its own, so for it
+   * the counts bound the call.) Apart from those, an untilReply request
+   * whose own deadline destroyed its connection is replayed at once, up to
+   * `maxRetries` such replays.
    * Otherwise undefined, and the request was failed: with
    * OutcomeUnknownError when it was written and is not idempotent, else
    * with the connection's error.
@@ -330,7 +353,9 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
     sent: boolean,
     maxRetries: number,
     maxUnsent: number,
+    maxTransient: number,
   ): ResendReason | undefined {
+    this.failoverDelay = 0;
     if (!sent) {
       if (this.unsentBounces >= maxUnsent) {
         const n = this.unsentBounces + 1;
@@ -363,10 +388,34 @@ export class PoolRequest extends ConnectionOp implements Deadlined {
       );
       return undefined;
     }
-    if (this.pinned !== undefined || this.failovers >= maxRetries) {
+    if (this.pinned !== undefined) {
       this.fail(err);
       return undefined;
     }
+    if (this.diedAtDeadline) {
+      // An untilReply request whose own deadline destroyed the connection:
+      // its replays each get a deadline of their own, so a count of these
+      // is what bounds the call ((maxRetries + 1) × timeout).
+      this.diedAtDeadline = false;
+      if (this.deadlineReplays >= maxRetries) {
+        this.fail(err);
+        return undefined;
+      }
+      this.deadlineReplays++;
+    } else if (this.failovers - this.deadlineReplays >= maxRetries) {
+      // maxRetries 0: a written request is never sent again.
+      const delay = maxRetries > 0 && this.lateFailovers < maxTransient ? defaultBackoff(this.lateFailovers) : -1;
+      const room = this.untilReply || this.deadline === 0 || performance.now() + delay < this.deadline;
+      if (delay < 0 || !room) {
+        this.fail(err);
+        return undefined;
+      }
+      this.lateFailovers++;
+      this.failoverDelay = delay;
+    }
+    // untilReply: every replay gets a deadline of its own (the deadline is
+    // how long one send may go unanswered), from when it is sent again.
+    if (this.untilReply && this.timeout > 0) armDeadline(this, this.timeout + this.failoverDelay);
     this.failovers++;
     return 'failover';
   }

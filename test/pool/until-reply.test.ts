@@ -167,6 +167,23 @@ t.test('deadline after send: each replay gets its own deadline, bounded by maxRe
   t.equal(a.accepted, 3);
 });
 
+t.test('connections that die under it (not its deadline): backoff failovers past maxRetries', async (t) => {
+  const [a, b] = (await fakeCluster(t, 2)) as [FakeSheep, FakeSheep];
+  let drops = 5;
+  for (const f of [a, b]) {
+    f.onRequest = (r) => {
+      if (drops > 0) {
+        drops--;
+        r.conn.destroy();
+      } else r.auto();
+    };
+  }
+  const p = pool(t, [a, b], { connectionsPerNode: 1, maxRetries: 1, reconnectStrategy: 1 });
+  const r = await p.request(write(1n), Buffer.alloc(64, 7), { ...UNTIL, timeout: 20_000 });
+  t.equal(r.header.result, Result.SUCCESS, 'written after the fifth connection died under it');
+  t.equal(a.seen.length + b.seen.length, 6, 'sent 1 + 5 times');
+});
+
 t.test('deadline after send, not repeatable: OutcomeUnknownError', async (t) => {
   const [a] = (await fakeCluster(t, 1, { hold: true })) as [FakeSheep];
   const p = pool(t, [a], { connectionsPerNode: 1 });
