@@ -83,7 +83,7 @@ import { runBounded } from '../util/bounded.js';
 import type { Reply, RequestOptions, Transport } from '../transport/types.js';
 import type { FlatIndex, IndexIO, VdiIndex } from '../vdi/vdi-index.js';
 import type { Vdi } from '../vdi/vdi.js';
-import { type IoOptions, abortedError, callSignal } from '../util/signal.js';
+import { type IoOptions, abortedError, callSignal, untilAborted } from '../util/signal.js';
 import type { VdiHost, VdiCore } from '../vdi/core.js';
 import type { BackupHost, BackupOptions, BackupStream, RestoreOptions, RestoreResult, VdiDiff } from './backup.js';
 
@@ -132,6 +132,10 @@ const callScope = new AsyncLocalStorage<AbortSignal>();
 
 /** DEL_VDI rounds before deleteVdi gives up on a VDI a writer keeps allocating in. */
 const DELETE_ROUNDS = 8;
+/** NEW_VDI sends of one create, snapshot or clone when outcomes keep being unknown (each reconciled by a lookup). */
+const NEW_VDI_ROUNDS = 4;
+/** Options of the client's object writes (see the constructor). */
+const UNTIL_REPLY: RequestOptions = { untilReply: true };
 
 export interface OpenVdiOptions {
   /** Open this snapshot (tag or id), read-only. */
@@ -428,10 +432,18 @@ export class SheepdogClient {
     checkBytes(this.maxConcurrency, 'maxConcurrency', { min: 1 });
     checkBytes(this.deleteBatch, 'deleteBatch', { min: 1 });
     const t = this.io;
+    // Index writes are ordered with the data writes (under the objects'
+    // gates, or behind their pending confirmations), so they are sent the
+    // same way: settled only by their reply or the loss of their connection
+    // (a deadline on the wire destroys it and they are replayed), not left
+    // behind as orphans still on the wire when the call gives up. The
+    // client's other object writes (tags, size, slots of a delete,
+    // preallocation) are sent so too: a reply lost on a live connection
+    // costs a replay, not the call.
     this.indexIO = {
       read: (oid, offset, length) => readObject(t, oid, offset, length),
-      write: (oid, offset, data) => writeObject(t, oid, offset, data),
-      create: (oid, data) => writeObject(t, oid, 0, data, { create: true }),
+      write: (oid, offset, data) => writeObject(t, oid, offset, data, { opts: UNTIL_REPLY }),
+      create: (oid, data) => writeObject(t, oid, 0, data, { create: true, opts: UNTIL_REPLY }),
     };
   }
 
@@ -528,6 +540,7 @@ export class SheepdogClient {
       forget: (st) => {
         if (this.states.get(st.name) === st) this.states.delete(st.name);
       },
+      exclusiveOfSnapshots: (name, fn) => this.serialSnapshots(name, fn),
       maxConcurrency: this.maxConcurrency,
       readonlyRetries: this.readonlyRetries,
       transientRetries: this.readonlyRetries,
@@ -602,32 +615,34 @@ export class SheepdogClient {
     // A plain create: whether the name existed before we asked, so that an
     // unknown outcome is not reconciled by adopting someone else's VDI.
     const before = base === 0 ? await working() : undefined;
-    try {
-      const r = await this.call(req, context, encodeVdiNameBody(name), [], { idempotent: false });
-      return (r.header as VdiResponse).vdiId;
-    } catch (e) {
-      if (!(e instanceof OutcomeUnknownError)) throw e;
-      // Did it happen? A working VDI of that name that is new (not the one
-      // there before), whose parent is the base we asked for and whose
-      // geometry is what we asked for, means yes; none (or, for a snapshot,
-      // the base itself still working) means no, and it is safe to send
-      // again. Residual: another client creating the same name with the same
-      // geometry in the same instant is indistinguishable from us.
-      const found = await working();
-      if (found !== undefined && found !== base && found !== before) {
-        const h = await this.readHeader(found);
-        const same =
-          h.parentVdiId === base &&
-          (fields?.vdiSize === undefined || h.vdiSize === BigInt(fields.vdiSize)) &&
-          (fields?.blockSizeShift === undefined ||
-            fields.blockSizeShift === 0 ||
-            h.blockSizeShift === fields.blockSizeShift);
-        if (same) return found;
-        throw e;
+    for (let round = 0; ; round++) {
+      try {
+        const r = await this.call(req, context, encodeVdiNameBody(name), [], { idempotent: false });
+        return (r.header as VdiResponse).vdiId;
+      } catch (e) {
+        if (!(e instanceof OutcomeUnknownError) || round >= NEW_VDI_ROUNDS - 1) throw e;
+        // Did it happen? A working VDI of that name that is new (not the one
+        // there before), whose parent is the base we asked for and whose
+        // geometry is what we asked for, means yes; none (or, for a snapshot,
+        // the base itself still working) means no, and it is safe to send
+        // again. Residual: another client creating the same name with the same
+        // geometry in the same instant is indistinguishable from us.
+        const found = await working();
+        if (found !== undefined && found !== base && found !== before) {
+          const h = await this.readHeader(found);
+          const same =
+            h.parentVdiId === base &&
+            (fields?.vdiSize === undefined || h.vdiSize === BigInt(fields.vdiSize)) &&
+            (fields?.blockSizeShift === undefined ||
+              fields.blockSizeShift === 0 ||
+              h.blockSizeShift === fields.blockSizeShift);
+          if (same) return found;
+          throw e;
+        }
+        if (found !== undefined && found === before && base === 0) throw e;
+        // It did not happen: send it again (and reconcile again if that
+        // outcome is unknown too).
       }
-      if (found !== undefined && found === before && base === 0) throw e;
-      const r = await this.call(req, context, encodeVdiNameBody(name), [], { idempotent: false });
-      return (r.header as VdiResponse).vdiId;
     }
   }
 
@@ -1062,6 +1077,7 @@ export class SheepdogClient {
       const r = await writeObjectResult(this.io, vidToDataOid(h.vdiId, i), 0, new Uint8Array(0), {
         create: true,
         policy,
+        opts: UNTIL_REPLY,
       });
       if (r !== Result.SUCCESS && r !== Result.OID_EXIST) throw responseError(r, `preallocate ${h.name}`);
     });
@@ -1187,18 +1203,30 @@ export class SheepdogClient {
       // The tag write and NEW_VDI are two steps: two snapshots of one VDI
       // interleaved would lose a tag (sheepdog issue #330). This client runs
       // them one at a time per VDI; other clients can still interleave.
-      const prev = this.snapshotting.get(name) ?? Promise.resolve();
-      const run = prev.then(() => this.snapshotOnce(name, tag));
-      const tail = run.then(
-        () => {},
-        () => {},
-      );
-      this.snapshotting.set(name, tail);
-      void tail.then(() => {
-        if (this.snapshotting.get(name) === tail) this.snapshotting.delete(name);
-      });
-      return run;
+      return this.serialSnapshots(name, () => this.snapshotOnce(name, tag), callScope.getStore());
     });
+  }
+
+  /**
+   * Run `fn` after every snapshot of `name` queued before it, and before any
+   * queued after. With `signal`, giving up while still queued leaves the
+   * queue at once (AbortError); the next in line still waits for the ones
+   * before.
+   */
+  private serialSnapshots<T>(name: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const prev = this.snapshotting.get(name) ?? Promise.resolve();
+    const run = (signal === undefined ? prev : untilAborted(prev, signal, `snapshot of ${name}`)).then(fn);
+    const tail = prev.then(() =>
+      run.then(
+        () => {},
+        () => {},
+      ),
+    );
+    this.snapshotting.set(name, tail);
+    void tail.then(() => {
+      if (this.snapshotting.get(name) === tail) this.snapshotting.delete(name);
+    });
+    return run;
   }
 
   private async snapshotOnce(name: string, tag: string): Promise<SnapshotResult> {
@@ -1215,7 +1243,7 @@ export class SheepdogClient {
     }
     const tagBuf = Buffer.alloc(256);
     tagBuf.write(tag, 'utf8');
-    await writeObject(this.io, vidToVdiOid(vid), INODE_OFF.tag, tagBuf);
+    await writeObject(this.io, vidToVdiOid(vid), INODE_OFF.tag, tagBuf, { opts: UNTIL_REPLY });
     const newVid = await this.newVdi(
       name,
       {
@@ -1302,7 +1330,7 @@ export class SheepdogClient {
       if (size === cur) return;
       const b = Buffer.alloc(8);
       b.writeBigUInt64LE(size);
-      await writeObject(this.io, vidToVdiOid(vid), INODE_OFF.vdiSize, b);
+      await writeObject(this.io, vidToVdiOid(vid), INODE_OFF.vdiSize, b, { opts: UNTIL_REPLY });
     });
   }
 
@@ -1373,7 +1401,7 @@ export class SheepdogClient {
     }
     const zeros = new Uint8Array(4 * this.deleteBatch);
     await runBounded(runs, this.maxConcurrency, async ([start, n]) => {
-      await writeObject(this.io, oid, dataVdiIdOffset(start), zeros.subarray(0, 4 * n));
+      await writeObject(this.io, oid, dataVdiIdOffset(start), zeros.subarray(0, 4 * n), { opts: UNTIL_REPLY });
     });
   }
 
@@ -1545,7 +1573,7 @@ export class SheepdogClient {
       writeTag: async (vid, tag) => {
         const b = Buffer.alloc(256);
         b.write(tag, 'utf8');
-        await writeObject(this.io, vidToVdiOid(vid), INODE_OFF.tag, b);
+        await writeObject(this.io, vidToVdiOid(vid), INODE_OFF.tag, b, { opts: UNTIL_REPLY });
       },
       unscoped: (fn) => callScope.exit(fn),
     };

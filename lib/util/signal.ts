@@ -47,3 +47,22 @@ export function abortedError(signal: AbortSignal, what: string): Error {
   if (reason instanceof SheepdogError) return reason;
   return new AbortError(`${what} aborted`, { cause: reason });
 }
+
+/** `p`, unless `signal` fires first: then `abortedError(signal, what)` (the wait is left; `p` runs on). */
+export function untilAborted<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortedError(signal, what));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortedError(signal, what));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e as Error);
+      },
+    );
+  });
+}

@@ -21,6 +21,12 @@ export interface VdiHost {
   releaseLock(vid: number): Promise<void>;
   /** The last handle of a shared state closed. */
   forget?(state: VdiCore): void;
+  /**
+   * Run `fn` while no snapshot of `name` by this client runs (they wait for
+   * it, as they wait for each other): a write or discard that keeps meeting
+   * snapshots retries this way, so its attempt cannot be overtaken again.
+   */
+  exclusiveOfSnapshots<T>(name: string, fn: () => Promise<T>): Promise<T>;
   readonly maxConcurrency: number;
   readonly readonlyRetries: number;
   /** Retries of a result sheep gives while it recovers (NO_OBJ on an indexed object...). */

@@ -78,8 +78,19 @@ function reqOpts(signal: AbortSignal | undefined): RequestOptions {
   return signal === undefined ? UNTIL_REPLY : { signal, untilReply: true };
 }
 const UNTIL_REPLY: RequestOptions = { untilReply: true };
+const DISCARD_OPTS: RequestOptions = { untilReply: true, idempotent: true };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * After this many attempts made stale by snapshots, a write or discard runs
+ * its next attempts exclusive of this client's snapshots of the VDI
+ * (VdiHost.exclusiveOfSnapshots): under a steady stream of snapshots, an
+ * attempt as long as a burst of replays would otherwise be overtaken every
+ * time. (Not for NO_OBJ: a recovering cluster is waited out, not
+ * serialised.)
+ */
+const EXCLUSIVE_AFTER = 2;
 
 /** Backoff before redoing a write after a result sheep gives while it recovers. */
 function transientDelay(attempt: number): number {
@@ -276,6 +287,7 @@ export async function writeRange(st: VdiCore, data: Uint8Array, offset: number, 
   const idx = Math.floor(offset / os);
   const within = offset - idx * os;
   let first = 0;
+  let snapshotted = 0;
   // Fast path: one piece into an object this VDI owns, indexed and
   // confirmed, with its gate free: a plain WRITE_OBJ.
   if (
@@ -299,8 +311,9 @@ export async function writeRange(st: VdiCore, data: Uint8Array, offset: number, 
     if (r !== Result.READONLY && r !== Result.NO_OBJ) throw responseError(r, `write to ${st.name}`);
     await st.reload(gen);
     first = 1;
+    if (r === Result.READONLY) snapshotted = 1;
   }
-  return writeGeneral(st, data, offset, first, opts.signal);
+  return writeGeneral(st, data, offset, first, opts.signal, snapshotted);
 }
 
 async function writeGeneral(
@@ -309,16 +322,22 @@ async function writeGeneral(
   offset: number,
   firstAttempt: number,
   signal: AbortSignal | undefined,
+  snapshottedBefore = 0,
 ): Promise<void> {
   const pieces = splitPieces(st.objectSize, offset, data.length, MAX_IO);
+  // Attempts made stale by a snapshot (READONLY, the fence), not by NO_OBJ.
+  let snapshotted = snapshottedBefore;
   const host = st.host;
   for (let attempt = firstAttempt; ; attempt++) {
     if (signal?.aborted) throw abortedError(signal, `write to ${st.name}`);
     const gen = st.generation;
     const a = new WriteAttempt(st, data, signal);
-    await runBounded(pieces, host.maxConcurrency, (p) => a.piece(p));
-    await a.confirm(pieces);
-    await a.awaitDeps();
+    const run = async (): Promise<void> => {
+      await runBounded(pieces, host.maxConcurrency, (p) => a.piece(p));
+      await a.confirm(pieces);
+      await a.awaitDeps();
+    };
+    await (snapshotted >= EXCLUSIVE_AFTER ? host.exclusiveOfSnapshots(st.name, run) : run());
     if (a.error !== undefined) {
       if (pieces.length === 1 || a.error instanceof NoVdiError) throw a.error;
       throw new PartialWriteError(
@@ -335,7 +354,7 @@ async function writeGeneral(
     if (a.noObj) {
       publishRetry(st, 'NO_OBJ', attempt);
       await sleep(transientDelay(attempt));
-    }
+    } else snapshotted++;
     await st.reload(gen, signal);
   }
 }
@@ -390,49 +409,63 @@ async function unmap(st: VdiCore, idxs: readonly number[], signal: AbortSignal |
     const vid = st.header.vdiId;
     const todo = idxs.filter((i) => st.index.get(i) !== 0).sort((a, b) => a - b);
     if (todo.length === 0) return;
-    const held: number[] = [];
-    let stale = false;
-    try {
-      // Creations of these objects still being confirmed: their index update
-      // must land before ours, or it would re-add a slot we zero. Wait for
-      // them holding no gate (the creating write may still need one of
-      // ours to finish), then take the gates; if another creation slipped
-      // in meanwhile, let go and wait again.
-      for (;;) {
-        for (const idx of todo) {
-          const c = st.pending.get(idx);
-          if (c !== undefined) await c.promise;
-        }
-        for (const idx of todo) {
-          await st.locks.acquire(idx, true);
-          held.push(idx);
-        }
-        if (!todo.some((idx) => st.pending.has(idx))) break;
-        for (const idx of held) st.locks.release(idx, true);
-        held.length = 0;
-      }
-      if (st.header.vdiId !== vid || (await host.lookupWorking(st.name, signal)) !== vid) {
-        stale = true;
-      } else {
-        const mapped = todo.filter((i) => st.index.get(i) !== 0);
-        if (mapped.length > 0) {
-          await unmapHeld(st, vid, mapped);
-          // Fence after: a snapshot that ran between the check above and our
-          // index write copied the old slots into the new working VDI (the
-          // zeroing went to what is now the snapshot, a state that existed
-          // while we ran). Unmap again in the new working VDI.
-          if ((await host.lookupWorking(st.name)) !== vid) stale = true;
-        }
-      }
-    } finally {
-      for (const idx of held) st.locks.release(idx, true);
-    }
+    const run = () => unmapAttempt(st, vid, todo, signal);
+    // Every stale attempt of an unmap is a snapshot's doing.
+    const stale = await (attempt >= EXCLUSIVE_AFTER ? host.exclusiveOfSnapshots(st.name, run) : run());
     if (!stale) return;
     if (attempt >= host.readonlyRetries) {
       throw new ReadOnlyError(`discard of ${st.name}: the VDI kept being snapshotted (${attempt + 1} attempts)`);
     }
     await st.reload(gen, signal);
   }
+}
+
+/** One attempt of unmap: true when a snapshot moved the VDI meanwhile (stale: reload and redo). */
+async function unmapAttempt(
+  st: VdiCore,
+  vid: number,
+  todo: readonly number[],
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  const host = st.host;
+  const held: number[] = [];
+  let stale = false;
+  try {
+    // Creations of these objects still being confirmed: their index update
+    // must land before ours, or it would re-add a slot we zero. Wait for
+    // them holding no gate (the creating write may still need one of
+    // ours to finish), then take the gates; if another creation slipped
+    // in meanwhile, let go and wait again.
+    for (;;) {
+      for (const idx of todo) {
+        const c = st.pending.get(idx);
+        if (c !== undefined) await c.promise;
+      }
+      for (const idx of todo) {
+        await st.locks.acquire(idx, true);
+        held.push(idx);
+      }
+      if (!todo.some((idx) => st.pending.has(idx))) break;
+      for (const idx of held) st.locks.release(idx, true);
+      held.length = 0;
+    }
+    if (st.header.vdiId !== vid || (await host.lookupWorking(st.name, signal)) !== vid) {
+      stale = true;
+    } else {
+      const mapped = todo.filter((i) => st.index.get(i) !== 0);
+      if (mapped.length > 0) {
+        await unmapHeld(st, vid, mapped);
+        // Fence after: a snapshot that ran between the check above and our
+        // index write copied the old slots into the new working VDI (the
+        // zeroing went to what is now the snapshot, a state that existed
+        // while we ran). Unmap again in the new working VDI.
+        if ((await host.lookupWorking(st.name)) !== vid) stale = true;
+      }
+    }
+  } finally {
+    for (const idx of held) st.locks.release(idx, true);
+  }
+  return stale;
 }
 
 /** Zero the slots (flat) or DISCARD_OBJ / rewrite the root (hyper), with the gates held. */
@@ -458,7 +491,15 @@ async function unmapHeld(st: VdiCore, vid: number, idxs: number[]): Promise<void
     const others = idxs.filter((_, k) => before[k] !== vid);
     await index.serialize(async () => {
       await runBounded(own, host.maxConcurrency, async (idx) => {
-        const r = await host.transport.request(objRequest(Op.DISCARD_OBJ, { oid: vidToDataOid(vid, idx) }));
+        // Repeatable here: a repeat answers NO_OBJ, which is taken as done,
+        // so a DISCARD_OBJ whose connection died is sent again rather than
+        // ending the call with OutcomeUnknownError. Sent like the data
+        // writes (untilReply): the gate is held while sheep may act on it.
+        const r = await host.transport.request(
+          objRequest(Op.DISCARD_OBJ, { oid: vidToDataOid(vid, idx) }),
+          undefined,
+          DISCARD_OPTS,
+        );
         if (r.header.result !== Result.SUCCESS && r.header.result !== Result.NO_OBJ) {
           throw responseError(r.header.result, `discard of ${st.name}`, r.node);
         }
