@@ -12,7 +12,7 @@
  * snapshot) may see an operation invoked before it returned and not strictly
  * followed by one acknowledged before it was invoked.
  *
- *   npm run torture -- --seconds 300 [--seed N] [--bss 20|22] [--hyper]
+ *   npm run torture -- --seconds 300 [--seed N] [--bss 20|22] [--hyper] [--failover]
  *
  * test/client/torture.test.ts runs short seeded rounds of it in `npm test`.
  */
@@ -420,6 +420,7 @@ async function main(argv: string[]): Promise<number> {
   const firstSeed = Number(flag(argv, 'seed') ?? Date.now() % 100000);
   const bss = Number(flag(argv, 'bss') ?? 20);
   const hyper = argv.includes('--hyper');
+  const failover = argv.includes('--failover');
   const end = Date.now() + seconds * 1000;
   let failed = 0;
   for (let seed = firstSeed; Date.now() < end; seed++) {
@@ -434,6 +435,7 @@ async function main(argv: string[]): Promise<number> {
       seconds: Math.max(1, (end - Date.now()) / 1000),
       maxWrite: 8 * 2 ** 20,
       faults: true,
+      failover,
     });
     const bad = rep.errors.length + rep.violations.length;
     if (bad > 0) failed++;
