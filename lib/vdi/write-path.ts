@@ -274,6 +274,13 @@ class WriteAttempt {
     });
   }
 
+  /** The attempt: every piece, then the confirmations of what it created, then those it depends on. */
+  async run(pieces: readonly Piece[]): Promise<void> {
+    await runBounded(pieces, this.st.host.maxConcurrency, (p) => this.piece(p));
+    await this.confirm(pieces);
+    await this.awaitDeps();
+  }
+
   /** Wait for the confirmations of other writes' objects we wrote into. */
   async awaitDeps(): Promise<void> {
     if (this.stale || this.error !== undefined) return;
@@ -332,12 +339,8 @@ async function writeGeneral(
     if (signal?.aborted) throw abortedError(signal, `write to ${st.name}`);
     const gen = st.generation;
     const a = new WriteAttempt(st, data, signal);
-    const run = async (): Promise<void> => {
-      await runBounded(pieces, host.maxConcurrency, (p) => a.piece(p));
-      await a.confirm(pieces);
-      await a.awaitDeps();
-    };
-    await (snapshotted >= EXCLUSIVE_AFTER ? host.exclusiveOfSnapshots(st.name, run) : run());
+    if (snapshotted >= EXCLUSIVE_AFTER) await host.exclusiveOfSnapshots(st.name, () => a.run(pieces));
+    else await a.run(pieces);
     if (a.error !== undefined) {
       if (pieces.length === 1 || a.error instanceof NoVdiError) throw a.error;
       throw new PartialWriteError(
