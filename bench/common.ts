@@ -152,6 +152,14 @@ export function saveResult(kind: string, data: object, dir = RESULTS_DIR): strin
 export const MiB = 2 ** 20;
 export const GiB = 2 ** 30;
 
+/** The median (NaN for no values). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  if (n === 0) return Number.NaN;
+  return n % 2 === 1 ? (s[(n - 1) / 2] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
+}
+
 export function fmt(x: number, digits = 0): string {
   return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }

@@ -22,7 +22,19 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { MiB, fmt, isMain, machine, markdownTable, parseFlags, saveResult, table, warnIfBusy } from './common.js';
+import { parseSize } from '../lib/client/names.js';
+import {
+  MiB,
+  fmt,
+  isMain,
+  machine,
+  markdownTable,
+  median,
+  parseFlags,
+  saveResult,
+  table,
+  warnIfBusy,
+} from './common.js';
 
 const run = promisify(execFile);
 
@@ -55,13 +67,6 @@ const CASES: Case[] = [
     env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' },
   },
 ];
-
-function parseSize(s: string): number {
-  const m = /^(\d+)([KMG]?)$/i.exec(s);
-  if (!m) throw new Error(`bad size ${JSON.stringify(s)} (e.g. 4M, 64K)`);
-  const unit = { '': 1, K: 1024, M: MiB, G: 1024 * MiB }[(m[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'];
-  return Number(m[1]) * unit;
-}
 
 /** The measured loop (runs in the child). */
 async function child(mode: 'reuse' | 'fresh', size: number, live: number, seconds: number): Promise<FreshResult> {
@@ -104,12 +109,6 @@ async function child(mode: 'reuse' | 'fresh', size: number, live: number, second
   };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
-}
-
 function spread(xs: number[], digits = 0): string {
   return `${fmt(median(xs), digits)} (${fmt(Math.min(...xs), digits)}–${fmt(Math.max(...xs), digits)})`;
 }
@@ -123,7 +122,7 @@ async function main(): Promise<void> {
     return;
   }
   const { flags, values } = parseFlags(argv, { flags: ['markdown'], values: ['size', 'live', 'seconds', 'runs'] });
-  const size = parseSize(values.get('size') ?? '4M');
+  const size = parseSize(values.get('size') ?? '4M', '--size');
   const live = Number(values.get('live') ?? 8);
   const seconds = Number(values.get('seconds') ?? 3);
   const runs = Number(values.get('runs') ?? 5);

@@ -61,6 +61,7 @@ import {
   isMain,
   machine,
   markdownTable,
+  median,
   parseFlags,
   saveResult,
   sourceVersion,
@@ -184,12 +185,7 @@ export interface PeerResult {
 
 // ------------------------------------------------------------ pure parts
 
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  if (n === 0) return Number.NaN;
-  return n % 2 === 1 ? (s[(n - 1) / 2] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
-}
+export { median };
 
 export function spread(xs: readonly number[]): Spread {
   return { min: Math.min(...xs), median: median(xs), max: Math.max(...xs) };

@@ -31,6 +31,7 @@ import {
   isMain,
   machine,
   markdownTable,
+  median,
   parseFlags,
   saveResult,
   sourceVersion,
@@ -66,12 +67,6 @@ function childCpuMs(): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
 /** Start `sheepdog serve` (one node, ephemeral port) and make `vdis` VDIs; resolves with its address and a stop function. */
